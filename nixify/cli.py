@@ -1,0 +1,70 @@
+"""The `nixify` command line.
+
+Each subsystem registers its own subcommands from its own module: a module named
+in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds parsers whose
+defaults carry ``func`` (``Callable[[argparse.Namespace], int]``). This file only
+dispatches, so subsystems never edit each other's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from nixify.errors import NixifyError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "nixify.lab.cli",  # nixify lab up|status|down, nixify demo
+    "nixify.diff.cli",  # nixify diff
+    "nixify.secrets.cli",  # nixify secrets ..., nixify ssh-to-age
+    "nixify.leak.cli",  # nixify leak-scan
+    "nixify.gitgate.cli",  # nixify hooks|gate|integrate|worktree
+    "nixify.pipeline.cli",  # nixify status|rollback (pipeline / ledger)
+    "nixify.cache.cli",  # nixify cache ...
+)
+
+
+def _module_present(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nixify",
+        description="Deploy and validate a NixOS fleet declared by role.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        if not _module_present(name):
+            continue
+        module = importlib.import_module(name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        rc: int = func(args)
+    except NixifyError as exc:
+        print(f"nixify: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nixify: interrupted", file=sys.stderr)
+        return 130
+    return rc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
