@@ -37,7 +37,8 @@ def _checked(
     name: str, argv: Sequence[str], proc: subprocess.CompletedProcess[bytes], check: bool
 ) -> subprocess.CompletedProcess[bytes]:
     if check and proc.returncode != 0:
-        raise RemoteError(name, shlex.join(argv), proc.returncode, proc.stderr.decode(errors="replace"))
+        stderr = proc.stderr.decode(errors="replace")
+        raise RemoteError(name, shlex.join(argv), proc.returncode, stderr)
     return proc
 
 
