@@ -1,0 +1,72 @@
+"""Human output for the closure diff and the RCA: readable first, like nvd."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nixify.diff.versions import ClosureDiff, PackageChange
+
+_RESET = "\033[0m"
+_STYLES = {"U": "\033[1;33m", "A": "\033[1;32m", "R": "\033[1;31m", "B": "\033[1;36m"}
+
+
+def human_size(n: int, signed: bool = False) -> str:
+    """Bytes in binary units: ``1.5 MiB``; ``+``/``-`` prefixed when ``signed``."""
+    sign = ("+" if n > 0 else "-" if n < 0 else "±") if signed else ""
+    value = float(abs(n))
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            text = f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{sign}{text}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _versions(versions: tuple[str, ...]) -> str:
+    return ", ".join(v if v else "ε" for v in versions) or "∅"
+
+
+def _section(
+    title: str, tag: str, changes: list[PackageChange], fmt: str, color: bool
+) -> list[str]:
+    if not changes:
+        return []
+    width = max(len(c.name) for c in changes)
+    mark = f"{_STYLES[tag]}[{tag}]{_RESET}" if color else f"[{tag}]"
+    lines = [f"{title}:"]
+    for i, c in enumerate(changes, 1):
+        if fmt == "changed":
+            detail = f"{_versions(c.removed_versions)} -> {_versions(c.added_versions)}"
+            kept = [v for v in c.new_versions if v in c.old_versions]
+            if kept:
+                detail += f" (kept {_versions(tuple(kept))})"
+        elif fmt == "added":
+            detail = _versions(c.new_versions)
+        elif fmt == "removed":
+            detail = _versions(c.old_versions)
+        else:
+            rebuilt = len(set(c.new_paths) - set(c.old_paths))
+            detail = f"{_versions(c.new_versions)} ({rebuilt} path{'s' * (rebuilt != 1)} rebuilt)"
+        size = human_size(c.size_delta, signed=True) if c.size_delta else ""
+        lines.append(f"{mark} #{i:<3} {c.name:<{width}}  {detail}  {size}".rstrip())
+    return [*lines, ""]
+
+
+def render_diff(diff: ClosureDiff, color: bool = False) -> str:
+    """The version diff as a report a person reads before a switch."""
+    lines = [f"<<< {diff.old.root}", f">>> {diff.new.root}", ""]
+    lines += _section("Version changes", "U", diff.packages, "changed", color)
+    lines += _section("Added packages", "A", diff.added, "added", color)
+    lines += _section("Removed packages", "R", diff.removed, "removed", color)
+    lines += _section("Rebuilt, same version", "B", diff.rebuilt, "rebuilt", color)
+    if diff.is_empty:
+        lines += ["No package changes.", ""]
+    added, removed = len(diff.added_paths), len(diff.removed_paths)
+    lines.append(
+        f"Closure size: {len(diff.old.paths)} -> {len(diff.new.paths)} paths "
+        f"({added} added, {removed} removed), "
+        f"{human_size(diff.old.nar_size)} -> {human_size(diff.new.nar_size)} "
+        f"({human_size(diff.size_delta, signed=True)})."
+    )
+    return "\n".join(lines) + "\n"
