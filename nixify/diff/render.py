@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from nixify.diff.rca import RootCauseReport
     from nixify.diff.versions import ClosureDiff, PackageChange
 
 _RESET = "\033[0m"
@@ -69,4 +70,46 @@ def render_diff(diff: ClosureDiff, color: bool = False) -> str:
         f"{human_size(diff.old.nar_size)} -> {human_size(diff.new.nar_size)} "
         f"({human_size(diff.size_delta, signed=True)})."
     )
+    return "\n".join(lines) + "\n"
+
+
+def _path_label(path: str) -> str:
+    """``name`` of ``/nix/store/<hash>-name`` (the hash adds nothing for a reader)."""
+    return path.split("-", 1)[1] if path.startswith("/nix/store/") and "-" in path else path
+
+
+def render_rca(report: RootCauseReport, limit: int = 12) -> str:
+    """Causes first, each with what it changed; then what stayed unexplained."""
+    lines: list[str] = []
+    if not report.causes and not report.unexplained:
+        return "Root causes: none (the closures are identical).\n"
+    lines.append(f"Root causes ({len(report.causes)}):")
+    for i, cause in enumerate(report.causes, 1):
+        n = len(cause.consequences)
+        gone = f", {len(cause.removes)} removed" if cause.removes else ""
+        lines.append(f"  #{i} {cause.name}: {n} new path{'s' * (n != 1)}{gone}")
+        lines.extend(f"      - {change.describe()}" for change in cause.changes)
+        shown = sorted(cause.consequences, key=_path_label)[:limit]
+        for p in shown:
+            lines.append(f"      -> {_path_label(p)}")
+        rest = len(cause.consequences) - len(shown)
+        if rest > 0:
+            lines.append(f"      -> ... and {rest} more")
+        if cause.removes:
+            old = sorted(cause.removes, key=_path_label)
+            lines.append(
+                f"      x  replaces {', '.join(_path_label(p) for p in old[:limit])}"
+                + (f" ... and {len(old) - limit} more" if len(old) > limit else "")
+            )
+    if report.unexplained:
+        lines.append("")
+        lines.append(f"Unexplained ({len(report.unexplained)}):")
+        by_reason: dict[str, list[str]] = {}
+        for u in report.unexplained:
+            by_reason.setdefault(u.reason, []).append(f"{_path_label(u.path)} ({u.side})")
+        for reason, paths in sorted(by_reason.items()):
+            lines.append(f"  {reason}:")
+            lines.extend(f"      {p}" for p in paths[:limit])
+            if len(paths) > limit:
+                lines.append(f"      ... and {len(paths) - limit} more")
     return "\n".join(lines) + "\n"
