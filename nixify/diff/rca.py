@@ -43,7 +43,7 @@ class Change:
     new: str | None
 
     def describe(self) -> str:
-        o, n = _short(self.old), _short(self.new)
+        o, n = _snippet(self.old, self.new)
         if self.kind == "env":
             return f"environment {self.field}: {o} -> {n}"
         if self.kind == "fixed-output":
@@ -66,11 +66,26 @@ class Change:
         return {"kind": self.kind, "field": self.field, "old": self.old, "new": self.new}
 
 
-def _short(value: str | None, limit: int = 160) -> str:
-    if value is None:
-        return "∅"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"
+def _snippet(old: str | None, new: str | None, context: int = 24) -> tuple[str, str]:
+    """Both values, cut down to the part that differs (with some context) when long."""
+    if old is None or new is None or len(old) + len(new) <= 120:
+        return ("∅" if old is None else repr(old)), ("∅" if new is None else repr(new))
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    lo = max(0, start - context)
+
+    def cut(v: str) -> str:
+        hi = min(len(v), len(v) - end + context)
+        body = v[lo:hi]
+        if len(body) > 2 * context + 80:
+            body = body[: 2 * context + 80] + "…"
+        return ("…" if lo > 0 else "") + repr(body) + ("…" if hi < len(v) else "")
+
+    return cut(old), cut(new)
 
 
 @dataclass

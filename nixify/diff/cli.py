@@ -1,0 +1,168 @@
+"""``nixify diff OLD NEW``: the closure diff (and RCA) from the command line.
+
+OLD and NEW are store paths, profiles or generation links (symlinks are
+resolved), or ``HOST:current`` (the host's ``/run/current-system``, read over
+ssh; only the closure's path metadata crosses the wire) or ``HOST:/nix/store/…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from nixify.diff.closure import Closure, LocalStoreDatabase, query_closure
+from nixify.diff.derivations import DerivationSet, query_derivations
+from nixify.diff.drift import DriftPolicy, DriftVerdict
+from nixify.diff.rca import RootCauseReport, explain
+from nixify.diff.versions import diff_closures
+from nixify.errors import ConfigError, RemoteError
+from nixify.nix import CommandRunner, LocalRunner, SshRunner, is_store_path, store_path_root
+
+CURRENT_SYSTEM = "/run/current-system"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a closure lives: ``host`` None for this machine, and the path there."""
+
+    spec: str
+    host: str | None
+    path: str
+
+
+def ssh_runner(host: str, ssh_config: str | None) -> SshRunner:
+    """An ``SshRunner`` for ``host``, through ``ssh_config`` when given."""
+    args = ["-F", ssh_config, host] if ssh_config else [host]
+    return SshRunner(host, args)
+
+
+def _remote_spec(spec: str) -> tuple[str, str] | None:
+    if spec.startswith(("/", ".")) or ":" not in spec:
+        return None
+    host, _, rest = spec.partition(":")
+    return (host, rest) if host else None
+
+
+def resolve_local(spec: str) -> str:
+    """The store path that ``spec`` (a store path, profile or generation link) names."""
+    if not os.path.lexists(spec):
+        hint = " (garbage-collected?)" if is_store_path(spec) else ""
+        raise ConfigError(f"{spec}: does not exist{hint}")
+    real = os.path.realpath(spec)
+    if not is_store_path(real):
+        raise ConfigError(f"{spec}: not a Nix store path (resolves to {real})")
+    if not os.path.exists(real):
+        raise ConfigError(f"{spec}: points to {real}, which does not exist (garbage-collected?)")
+    return store_path_root(real)
+
+
+def resolve_remote(runner: CommandRunner, host: str, rest: str) -> str:
+    """The store path ``HOST:current`` or ``HOST:PATH`` names on the host."""
+    path = CURRENT_SYSTEM if rest in ("current", "") else rest
+    proc = runner.run(["readlink", "-e", "--", path], check=False)
+    if proc.returncode != 0:
+        if proc.returncode == 255:  # ssh itself failed
+            raise RemoteError(host, f"readlink -e -- {path}", 255, proc.stderr.decode())
+        raise ConfigError(f"{host}: {path} does not exist (garbage-collected?)")
+    real = proc.stdout.decode().strip()
+    if not is_store_path(real):
+        raise ConfigError(f"{host}: {path} is not a Nix store path (resolves to {real})")
+    return store_path_root(real)
+
+
+def load_closure(spec: str, ssh_config: str | None = None, use_db: bool = True) -> Closure:
+    """Resolve ``spec`` and read its closure (locally from the database when possible)."""
+    remote = _remote_spec(spec)
+    if remote is not None:
+        host, rest = remote
+        runner = ssh_runner(host, ssh_config)
+        return query_closure(runner, resolve_remote(runner, host, rest))
+    path = resolve_local(spec)
+    if use_db and LocalStoreDatabase.available():
+        db = LocalStoreDatabase()
+        try:
+            return db.query_closure(path)
+        finally:
+            db.close()
+    return query_closure(LocalRunner(), path)
+
+
+def load_derivations(
+    closures: list[Closure], drvs_from: str | None, ssh_config: str | None
+) -> DerivationSet:
+    """The root derivations of ``closures`` (and all below), from ``drvs_from`` or here."""
+    runner: CommandRunner = ssh_runner(drvs_from, ssh_config) if drvs_from else LocalRunner()
+    roots = [c.paths[c.root].deriver for c in closures]
+    return query_derivations(runner, [d for d in roots if d])
+
+
+def _run(args: argparse.Namespace) -> int:
+    old = load_closure(args.old, args.ssh_config, not args.no_db)
+    new = load_closure(args.new, args.ssh_config, not args.no_db)
+    diff = diff_closures(old, new)
+    if args.nix_style:
+        sys.stdout.write(diff.render_nix_style())
+        return 0
+    rca: RootCauseReport | None = None
+    if args.rca or args.expect:
+        drvs = load_derivations([old, new], args.drvs_from, args.ssh_config)
+        rca = explain(diff, drvs)
+    verdict: DriftVerdict | None = None
+    if args.expect or args.accept_drift:
+        expected = frozenset(x for e in args.expect for x in e.split(",") if x)
+        verdict = DriftPolicy(expected, args.accept_drift).check(diff, rca)
+    if args.json:
+        out: dict[str, Any] = diff.to_json()
+        if rca is not None:
+            out["rca"] = rca.to_json()
+        if verdict is not None:
+            out["drift"] = {
+                "ok": verdict.ok,
+                "unexpected": list(verdict.unexpected),
+                "message": verdict.message,
+            }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(diff.render(color=sys.stdout.isatty()))
+        if rca is not None:
+            sys.stdout.write("\n" + rca.render())
+        if verdict is not None:
+            sys.stdout.write(f"\nDrift: {'ok' if verdict.ok else 'FAIL'}: {verdict.message}\n")
+    return 0 if verdict is None or verdict.ok else 1
+
+
+def register(subparsers: Any) -> None:
+    """Add ``nixify diff`` to the ``nixify`` command line."""
+    p = subparsers.add_parser(
+        "diff",
+        help="compare two closures: versions, sizes, and (--rca) the root causes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("old", metavar="OLD", help="store path, profile/generation link, HOST:current")
+    p.add_argument("new", metavar="NEW", help="store path, profile/generation link, HOST:current")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--rca", action="store_true", help="explain every change by its derivations")
+    p.add_argument("--ssh-config", metavar="FILE", help="ssh config naming the hosts (-F)")
+    p.add_argument(
+        "--drvs-from", metavar="HOST", help="read .drv files on HOST (a builder), not here"
+    )
+    p.add_argument(
+        "--expect",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a package, derivation or cause label this change is meant to touch "
+        "(repeatable, comma-separated); anything else fails (exit 1)",
+    )
+    p.add_argument("--accept-drift", action="store_true", help="pass despite unexpected changes")
+    p.add_argument("--no-db", action="store_true", help="query via `nix path-info`, not the DB")
+    p.add_argument(
+        "--nix-style", action="store_true", help="print what `nix store diff-closures` prints"
+    )
+    p.set_defaults(func=_run)
