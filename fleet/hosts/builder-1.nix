@@ -1,0 +1,1 @@
+{ role = "remote_builder"; }

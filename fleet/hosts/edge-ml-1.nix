@@ -1,0 +1,1 @@
+{ role = "edge_ml"; system = "aarch64-linux"; }

@@ -1,0 +1,1 @@
+{ role = "wsl_dev"; }

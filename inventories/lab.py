@@ -1,0 +1,23 @@
+"""The lab fleet (`nixify lab up`): the same roles and host data as the real
+fleet, pointed at the lab's hosts ($NIXIFY_LAB_DIR, default /var/tmp/nixify-lab).
+Every host's data is validated when this file loads, before any connection."""
+
+from pathlib import Path
+
+from pyinfra.api.exceptions import InventoryError
+
+from nixify.errors import NixifyError
+from nixify.lab.inventory import lab_groups
+
+try:
+    _groups = lab_groups(Path(__file__).parent / "hosts.yaml")
+except NixifyError as _exc:
+    raise InventoryError(f"{__file__}: {_exc}") from None
+
+wsl_dev = _groups["wsl_dev"]
+laptop = _groups["laptop"]
+remote_builder = _groups["remote_builder"]
+cloud_builder = _groups["cloud_builder"]
+nas = _groups["nas"]
+edge_ml = _groups["edge_ml"]
+operator = _groups["operator"]

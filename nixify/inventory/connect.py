@@ -1,0 +1,147 @@
+"""How to reach each host: the private address map, and pyinfra's host data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nixify.errors import ConfigError
+from nixify.inventory.fleet import Fleet, load_yaml
+from nixify.inventory.model import ROLES, HostData
+
+ADDRESSES_ENV = "NIXIFY_ADDRESSES"
+DEFAULT_SOPS_ADDRESSES = Path("secrets/addresses.sops.yaml")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a host answers SSH, and with which credentials."""
+
+    address: str
+    port: int = 22
+    user: str = "root"
+    key_file: str | None = None
+    known_hosts_file: str | None = None
+
+    def pyinfra_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "ssh_hostname": self.address,
+            "ssh_port": self.port,
+            "ssh_user": self.user,
+        }
+        if self.key_file:
+            data["ssh_key"] = self.key_file
+        if self.known_hosts_file:
+            data["ssh_known_hosts_file"] = self.known_hosts_file
+            data["ssh_strict_host_key_checking"] = "yes"
+        return data
+
+
+def _how_to_provide(fleet: Fleet) -> str:
+    return (
+        f"the real fleet's addresses are kept out of git: set {ADDRESSES_ENV}=/path/to/"
+        "addresses.yaml (a private map: `host: {address: ..., port: 22}` for each of "
+        f"{', '.join(list(fleet.hosts)[:3])}, ...), or keep it sops-encrypted as "
+        f"{DEFAULT_SOPS_ADDRESSES}"
+    )
+
+
+def _read_map(path: Path) -> Any:
+    doc = load_yaml(path)
+    if isinstance(doc, Mapping) and "sops" in doc:
+        sops = Path(os.environ.get("NIXIFY_SOPS", "sops"))
+        proc = subprocess.run(
+            [str(sops), "decrypt", "--output-type", "json", str(path)],
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            raise ConfigError(
+                f"{path}: cannot decrypt the address map: "
+                f"{proc.stderr.decode(errors='replace').strip()}"
+            )
+        return json.loads(proc.stdout)
+    return doc
+
+
+def load_address_map(fleet: Fleet, path: Path | None = None) -> dict[str, Connection]:
+    """Every host's connection, from the private map. Errors name the host and field."""
+    if path is None:
+        env = os.environ.get(ADDRESSES_ENV)
+        if env:
+            path = Path(env)
+        elif DEFAULT_SOPS_ADDRESSES.exists():
+            path = DEFAULT_SOPS_ADDRESSES
+        else:
+            raise ConfigError(f"no address map: {_how_to_provide(fleet)}")
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: address map not found ({ADDRESSES_ENV}); {_how_to_provide(fleet)}"
+        )
+    doc = _read_map(path)
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of host -> address")
+    result: dict[str, Connection] = {}
+    errors: list[str] = []
+    for host in fleet:
+        entry = doc.get(host.name)
+        if entry is None:
+            errors.append(f"{path}: host {host.name!r}: field 'address': missing")
+            continue
+        if isinstance(entry, str):
+            entry = {"address": entry}
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("address"), str):
+            errors.append(f"{path}: host {host.name!r}: field 'address': expected a string")
+            continue
+        port = entry.get("port", 22)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            errors.append(f"{path}: host {host.name!r}: field 'port': not a TCP port: {port!r}")
+            continue
+        result[host.name] = Connection(
+            address=entry["address"],
+            port=port,
+            user=str(entry.get("user", "root")),
+            key_file=entry.get("key_file"),
+            known_hosts_file=entry.get("known_hosts_file"),
+        )
+    for name in doc:
+        if name not in fleet.hosts:
+            errors.append(f"{path}: host {name!r}: not in the fleet ({fleet.source})")
+    if errors:
+        raise ConfigError("invalid address map:\n" + "\n".join(errors))
+    return result
+
+
+def host_pyinfra_data(host: HostData, connection: Connection, **extra: Any) -> dict[str, Any]:
+    """The data pyinfra carries for a host: its typed fields plus its connection."""
+    data: dict[str, Any] = host.model_dump(mode="json")
+    data["builders"] = list(host.builders)
+    data["secrets"] = list(host.secrets)
+    data["constrained"] = host.constrained
+    data.update(connection.pyinfra_data())
+    data.update(extra)
+    return data
+
+
+def pyinfra_groups(
+    fleet: Fleet, connections: Mapping[str, Connection], **extra: Any
+) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """One pyinfra group per role (every role present, maybe empty)."""
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {role: [] for role in ROLES}
+    for host in fleet:
+        groups[host.role].append(
+            (host.name, host_pyinfra_data(host, connections[host.name], **extra))
+        )
+    return groups
+
+
+def fleet_groups(hosts_file: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The real fleet's groups: validated host data plus the private address map."""
+    from nixify.inventory.fleet import load_fleet
+
+    fleet = load_fleet(hosts_file)
+    return pyinfra_groups(fleet, load_address_map(fleet))

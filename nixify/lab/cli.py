@@ -1,0 +1,136 @@
+"""`nixify lab up|status|down` and `nixify demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from nixify import paths
+from nixify.errors import NixifyError
+from nixify.inventory import load_fleet
+from nixify.lab import control
+from nixify.lab.state import LabState, default_dir, default_net, default_port
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _add_where(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="lab directory (default: $NIXIFY_LAB_DIR or /var/tmp/nixify-lab)",
+    )
+
+
+def _up(args: argparse.Namespace) -> int:
+    root = paths.repo_root()
+    state = control.up(
+        load_fleet(paths.hosts_file(root)),
+        args.hosts,
+        args.dir or default_dir(),
+        args.net or default_net(),
+        args.port or default_port(),
+        paths.fleet_dir(root),
+        log=_log,
+    )
+    print(f"lab up: {len(state.hosts)} hosts; ssh -F {state.ssh_config} <host>")
+    return 0
+
+
+def status_document(state: LabState, alive: dict[str, bool]) -> dict[str, Any]:
+    return {
+        "dir": state.dir,
+        "operator_key": state.operator_key,
+        "ssh_config": state.ssh_config,
+        "known_hosts": state.known_hosts,
+        "hosts": [
+            {
+                "name": h.name,
+                "role": h.role,
+                "address": h.address,
+                "port": h.port,
+                "identity_file": state.operator_key,
+                "host_key_pub": h.host_key_pub,
+                "root": h.root,
+                "pid": h.pid,
+                "up": alive.get(h.name, False),
+            }
+            for h in state.hosts
+        ],
+    }
+
+
+def _status(args: argparse.Namespace) -> int:
+    directory = args.dir or default_dir()
+    state, alive = control.status(directory)
+    if state is None:
+        if args.json:
+            print(json.dumps({"dir": str(directory), "hosts": []}))
+        else:
+            print(f"no lab in {directory} (run `nixify lab up`)")
+        return 1
+    if args.json:
+        print(json.dumps(status_document(state, alive), indent=2))
+    else:
+        width = max(len(h.name) for h in state.hosts)
+        for h in state.hosts:
+            mark = "up" if alive[h.name] else "DOWN"
+            print(f"{h.name:<{width}}  {h.role:<15} {h.address}:{h.port}  {mark}")
+        print(f"{sum(alive.values())}/{len(state.hosts)} up; operator key {state.operator_key}")
+    return 0 if all(alive.values()) else 1
+
+
+def _down(args: argparse.Namespace) -> int:
+    control.down(args.dir or default_dir(), log=_log)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Bring the lab up and run the main job on it: the deploy of every host."""
+    root = paths.repo_root()
+    directory = args.dir or default_dir()
+    control.up(
+        load_fleet(paths.hosts_file(root)),
+        args.hosts,
+        directory,
+        default_net(),
+        default_port(),
+        paths.fleet_dir(root),
+        log=_log,
+    )
+    pyinfra = Path(sys.executable).with_name("pyinfra")
+    cmd = [str(pyinfra), "-y", "inventories/lab.py", "deploy.py"]
+    _log(f"demo: {' '.join(cmd)}")
+    proc = subprocess.run(cmd, cwd=root)
+    if proc.returncode != 0:
+        raise NixifyError(f"demo: the deploy exited {proc.returncode}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="a real multi-host lab on this machine (root)")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
+    p = lab_sub.add_parser("up", help="start N hosts (idempotent)")
+    p.add_argument("--hosts", type=int, default=15)
+    p.add_argument("--net", default=None, help="first three octets, e.g. 127.0.0")
+    p.add_argument("--port", type=int, default=None)
+    _add_where(p)
+    p.set_defaults(func=_up)
+    p = lab_sub.add_parser("status", help="which hosts run and answer")
+    p.add_argument("--json", action="store_true")
+    _add_where(p)
+    p.set_defaults(func=_status)
+    p = lab_sub.add_parser("down", help="stop every lab process and remove the hosts")
+    _add_where(p)
+    p.set_defaults(func=_down)
+    p = sub.add_parser("demo", help="lab up, then the main job (deploy) on the lab")
+    p.add_argument("--hosts", type=int, default=15)
+    _add_where(p)
+    p.set_defaults(func=_demo)

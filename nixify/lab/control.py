@@ -1,0 +1,419 @@
+"""Bring the lab up and down: N real sshd hosts, each in its own mount namespace.
+
+A lab host is one ``sshd`` started by ``unshare -m`` after bind-mounting the
+host's own directories over ``/nix``, ``/run``, ``/root``, ``/etc/ssh``,
+``/etc/nix``, ``/var/lib/nixify`` and ``/tmp``: its own store, runtime state,
+host key and Nix settings, on its own 127.0.0.x address. Everything a command
+run over SSH does happens in that namespace; the machine's own ``/nix`` is
+never touched. Processes are tracked by pid and mount namespace, never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from nixify.errors import ConfigError, NixifyError
+from nixify.inventory import Fleet, HostData
+from nixify.lab.plan import LabHost, lab_host_plan
+from nixify.lab.state import FIRST_OCTET, LabHostState, LabState
+from nixify.nix import nix_environ
+
+# Machine directory -> the host's own directory below its root.
+BIND_MOUNTS: tuple[tuple[str, str], ...] = (
+    ("/nix", "nix"),
+    ("/run", "run"),
+    ("/root", "root"),
+    ("/etc/ssh", "etc-ssh"),
+    ("/etc/nix", "etc-nix"),
+    ("/var/lib/nixify", "var-lib-nixify"),
+    ("/tmp", "tmp"),
+)
+REQUIRED_TOOLS = ("sshd", "ssh", "ssh-keygen", "unshare", "nix-build", "nix")
+SSHD = "/usr/sbin/sshd"
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _require_root_and_tools() -> None:
+    if os.geteuid() != 0:
+        raise NixifyError("the lab needs root (mount namespaces, bind mounts, sshd)")
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t, path=path) is None]
+    if missing:
+        raise NixifyError(
+            f"the lab needs {', '.join(missing)}: run `make setup` "
+            "(Debian packages nix-bin openssh-server)"
+        )
+
+
+def _mnt_ns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
+
+
+def _pids_in_namespaces(namespaces: set[str]) -> list[int]:
+    own = _mnt_ns(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            ns = _mnt_ns(int(entry))
+            if ns and ns != own and ns in namespaces:
+                found.append(int(entry))
+    return found
+
+
+def _port_open(address: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def host_alive(host: LabHostState) -> bool:
+    """The recorded sshd still runs, in the namespace recorded for it."""
+    return host.pid > 0 and bool(host.mnt_ns) and _mnt_ns(host.pid) == host.mnt_ns
+
+
+def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(argv, capture_output=True, **kw)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise NixifyError(
+            f"lab: `{shlex.join(argv)}` exited {proc.returncode}: "
+            f"{proc.stderr.decode(errors='replace').strip()}"
+        )
+    return proc  # type: ignore[no-any-return]
+
+
+def _keygen(path: Path, comment: str) -> None:
+    if not path.exists():
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+
+
+def _nix_conf(host: HostData) -> str:
+    lines = [
+        "# nixify lab host: its own Nix settings",
+        "experimental-features = nix-command flakes",
+        "substituters =",
+        "sandbox = false",
+        f"max-jobs = {host.max_jobs}",
+        "cores = 1",
+        f"system = {host.nix_system}",
+        "trusted-users = root",
+    ]
+    if host.role == "remote_builder":
+        # The remote builder builds for the edge node too (like a builder with binfmt).
+        lines.append("extra-platforms = aarch64-linux")
+    return "\n".join(lines) + "\n"
+
+
+def _sshd_config(address: str, port: int) -> str:
+    return "\n".join(
+        [
+            f"ListenAddress {address}:{port}",
+            "HostKey /etc/ssh/ssh_host_ed25519_key",
+            "PidFile /run/sshd.pid",
+            "PermitRootLogin prohibit-password",
+            "AuthorizedKeysFile /root/.ssh/authorized_keys",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "UseDNS no",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "MaxStartups 200:30:400",
+            "MaxSessions 100",
+            "LogLevel ERROR",
+            "Subsystem sftp /usr/lib/openssh/sftp-server",
+            "",
+        ]
+    )
+
+
+def _ssh_config_entry(host: LabHostState, key: str, known_hosts: str) -> str:
+    return "\n".join(
+        [
+            f"Host {host.name}",
+            f"  HostName {host.address}",
+            f"  Port {host.port}",
+            "  User root",
+            f"  IdentityFile {key}",
+            "  IdentitiesOnly yes",
+            f"  UserKnownHostsFile {known_hosts}",
+            f"  HostKeyAlias {host.name}",
+            "  StrictHostKeyChecking yes",
+            "  BatchMode yes",
+            "  LogLevel ERROR",
+            "  ConnectTimeout 5",
+            "",
+        ]
+    )
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _prepare_host(state: LabState, host: LabHostState, data: HostData) -> None:
+    root = Path(host.root)
+    for _, sub in BIND_MOUNTS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "root").chmod(0o700)
+    (root / "tmp").chmod(0o1777)
+    (root / "run" / "sshd").mkdir(exist_ok=True)
+    (root / "root" / ".ssh").mkdir(mode=0o700, exist_ok=True)
+    _keygen(root / "etc-ssh" / "ssh_host_ed25519_key", f"root@{host.name}")
+    _write(root / "etc-ssh" / "sshd_config", _sshd_config(host.address, host.port))
+    _write(root / "etc-nix" / "nix.conf", _nix_conf(data))
+    keys = (
+        Path(state.operator_key + ".pub").read_text() + Path(state.builder_key + ".pub").read_text()
+    )
+    _write(root / "root" / ".ssh" / "authorized_keys", keys, 0o600)
+    (root / "root" / ".profile").write_text("")  # a clean root, as a real host has
+
+
+def _install_builder_identity(state: LabState, host: LabHostState) -> None:
+    """Builders reach every host with the fleet's builder key (closures go builder -> host)."""
+    ssh = Path(host.root) / "root" / ".ssh"
+    shutil.copyfile(state.builder_key, ssh / "id_ed25519")
+    (ssh / "id_ed25519").chmod(0o600)
+    shutil.copyfile(state.known_hosts, ssh / "known_hosts")
+    entries = [
+        _ssh_config_entry(h, "/root/.ssh/id_ed25519", "/root/.ssh/known_hosts") for h in state.hosts
+    ]
+    _write(ssh / "config", "\n".join(entries), 0o600)
+
+
+def _start_sshd(host: LabHostState, log: Path) -> int:
+    mounts = " && ".join(
+        f"mount --bind {shlex.quote(host.root + '/' + sub)} {target}" for target, sub in BIND_MOUNTS
+    )
+    script = f"{mounts} && exec {SSHD} -D -e -f /etc/ssh/sshd_config"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def _ensure_mountpoints() -> None:
+    for target, _ in BIND_MOUNTS:
+        Path(target).mkdir(parents=True, exist_ok=True)
+
+
+def lab_fleet(fleet: Fleet, plan: Iterable[LabHost]) -> Fleet:
+    """The fleet as the lab runs it: the planned hosts, extras composed from their role."""
+    plan = list(plan)
+    extra = ",".join(f"{h.name}={h.role}" for h in plan if not h.declared)
+    entries: list[dict[str, object]] = []
+    for h in plan:
+        entry: dict[str, object] = {"name": h.name, "role": h.role}
+        if extra:
+            entry["nix_args"] = {"extraHosts": extra}
+        entries.append(entry)
+    return fleet.subset(entries, f"{fleet.source} (lab of {len(plan)})")
+
+
+def fleet_for_state(fleet: Fleet, state: LabState) -> Fleet:
+    return lab_fleet(fleet, [LabHost(h.name, h.role, h.declared) for h in state.hosts])
+
+
+def status(directory: Path) -> tuple[LabState | None, dict[str, bool]]:
+    """The lab's state and, per host, whether its sshd runs and answers."""
+    state = LabState.load(directory)
+    if state is None:
+        return None, {}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        up = dict(
+            zip(
+                [h.name for h in state.hosts],
+                pool.map(lambda h: host_alive(h) and _port_open(h.address, h.port), state.hosts),
+                strict=True,
+            )
+        )
+    return state, up
+
+
+def down(directory: Path, log: Log = _quiet) -> int:
+    """Stop every process of the lab (by pid and namespace) and remove its hosts.
+    Returns how many processes were stopped."""
+    state = LabState.load(directory)
+    if state is None:
+        return 0
+    namespaces = {h.mnt_ns for h in state.hosts if h.mnt_ns}
+    pids = set(_pids_in_namespaces(namespaces))
+    pids.update(h.pid for h in state.hosts if host_alive(h))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _pids_in_namespaces(namespaces):
+        time.sleep(0.05)
+    for pid in _pids_in_namespaces(namespaces):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for h in state.hosts:  # reap our own children, if any
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(h.pid, os.WNOHANG)
+    time.sleep(0.05)
+    left = _pids_in_namespaces(namespaces)
+    if left:
+        raise NixifyError(f"lab down: processes {left} would not stop")
+    shutil.rmtree(directory / "hosts", ignore_errors=True)
+    state.path.unlink(missing_ok=True)
+    log(f"lab down: stopped {len(pids)} process(es), removed {len(state.hosts)} host(s)")
+    return len(pids)
+
+
+def _build_initial_systems(fleet: Fleet, fleet_dir: Path, names: list[str]) -> dict[str, str]:
+    """The hosts' first systems, built once on this machine (the installer), as
+    ``nixos-install`` would; every later build happens on the lab's builders."""
+    args: list[str] = ["nix-build", str(fleet_dir), "--no-out-link"]
+    nix_args = fleet[names[0]].nix_args
+    for key, value in sorted(nix_args.items()):
+        args += ["--argstr", key, value]
+    for n in names:
+        args += ["-A", fleet[n].system_attr]
+    env = nix_environ(extra_config="extra-platforms = aarch64-linux")
+    proc = subprocess.run(args, capture_output=True, env=env)
+    if proc.returncode != 0:
+        raise NixifyError(
+            f"lab: building the initial systems failed: {proc.stderr.decode()[-2000:]}"
+        )
+    paths = proc.stdout.decode().split()
+    return dict(zip(names, paths, strict=True))
+
+
+def _install_system(state: LabState, host: LabHostState, system: str) -> None:
+    env = nix_environ()
+    env["NIX_SSHOPTS"] = f"-F {state.ssh_config}"
+    _run(["nix", "copy", "--to", f"ssh://{host.name}", system], env=env)
+    activate = (
+        f"nix-env -p /nix/var/nix/profiles/system --set {shlex.quote(system)} && "
+        f"{shlex.quote(system)}/bin/switch-to-configuration switch && "
+        f"ln -sfn {shlex.quote(system)} /run/booted-system"
+    )
+    _run(["ssh", *state.ssh_args(host.name), activate])
+
+
+def up(
+    fleet: Fleet,
+    count: int,
+    directory: Path,
+    net: str,
+    port: int,
+    fleet_dir: Path,
+    log: Log = _quiet,
+) -> LabState:
+    """Bring up a lab of ``count`` hosts, or report the one already running."""
+    _require_root_and_tools()
+    if not 1 <= count <= 240:
+        raise ConfigError(f"--hosts: a lab has 1 to 240 hosts, not {count}")
+    existing = LabState.load(directory)
+    if existing is not None:
+        _, alive = status(directory)
+        if (
+            all(alive.values())
+            and len(existing.hosts) == count
+            and existing.net == net
+            and existing.port == port
+        ):
+            log(f"lab already running: {count} hosts in {directory}")
+            return existing
+        dead = [n for n, ok in alive.items() if not ok]
+        reason = f"hosts not running: {', '.join(dead)}" if dead else "a different shape asked"
+        log(f"lab: restarting ({reason}); cleaning the old lab first")
+        down(directory, log)
+    _ensure_mountpoints()
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(directory / "hosts", ignore_errors=True)
+    plan = lab_host_plan(fleet, count)
+    lfleet = lab_fleet(fleet, plan)
+    state = LabState(dir=str(directory), net=net, port=port)
+    for i, planned in enumerate(plan):
+        state.hosts.append(
+            LabHostState(
+                name=planned.name,
+                role=planned.role,
+                declared=planned.declared,
+                address=f"{net}.{FIRST_OCTET + i}",
+                port=port,
+                root=str(directory / "hosts" / planned.name),
+            )
+        )
+    for key in (Path(state.operator_key), Path(state.builder_key)):
+        key.unlink(missing_ok=True)
+        Path(str(key) + ".pub").unlink(missing_ok=True)
+    _keygen(Path(state.operator_key), "nixify-lab-operator")
+    _keygen(Path(state.builder_key), "nixify-lab-builder")
+    for h in state.hosts:
+        _prepare_host(state, h, lfleet[h.name])
+    known = "".join(
+        f"{h.name} {Path(h.host_key_pub).read_text().split()[0]} "
+        f"{Path(h.host_key_pub).read_text().split()[1]}\n"
+        f"[{h.address}]:{h.port} {' '.join(Path(h.host_key_pub).read_text().split()[:2])}\n"
+        for h in state.hosts
+    )
+    _write(Path(state.known_hosts), known)
+    _write(
+        Path(state.ssh_config),
+        "\n".join(_ssh_config_entry(h, state.operator_key, state.known_hosts) for h in state.hosts),
+        0o600,
+    )
+    for h in state.hosts:
+        if lfleet[h.name].is_builder:
+            _install_builder_identity(state, h)
+    state.save()
+    for h in state.hosts:
+        h.pid = _start_sshd(h, Path(h.root) / "sshd.log")
+        state.save()
+    deadline = time.monotonic() + 20
+    pending = list(state.hosts)
+    while pending and time.monotonic() < deadline:
+        for h in list(pending):
+            if not h.mnt_ns:
+                ns = _mnt_ns(h.pid)
+                if ns and ns != _mnt_ns(os.getpid()):
+                    h.mnt_ns = ns
+            if h.mnt_ns and _port_open(h.address, h.port, 0.2):
+                pending.remove(h)
+        time.sleep(0.05)
+    state.save()
+    if pending:
+        logs = "; ".join(
+            f"{h.name}: {(Path(h.root) / 'sshd.log').read_text().strip()[-300:]}" for h in pending
+        )
+        down(directory)
+        raise NixifyError(f"lab: sshd did not come up on {len(pending)} host(s): {logs}")
+    log(f"lab: {count} sshd hosts listening on {net}.{FIRST_OCTET}.. port {port}")
+    systems = _build_initial_systems(lfleet, fleet_dir, [h.name for h in state.hosts])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda h: _install_system(state, h, systems[h.name]), state.hosts))
+    for h in state.hosts:
+        h.initial_system = systems[h.name]
+    state.save()
+    log(f"lab: every host runs its initial system generation ({directory})")
+    return state

@@ -1,0 +1,67 @@
+"""Helpers for tests that use the lab: bring one up, run ssh and pyinfra on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nixify import paths
+from nixify.inventory import load_fleet
+from nixify.lab import LabState, control
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+LAB_ROOT = Path(os.environ.get("NIXIFY_TEST_LAB_ROOT", "/var/tmp/nixify-test-labs"))
+KEEP = os.environ.get("NIXIFY_TEST_KEEP_LAB") == "1"
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (as CI has); deselect them with -m 'not lab'")
+
+
+def bring_up(name: str, hosts: int, net: str) -> LabState:
+    _require_root()
+    return control.up(
+        load_fleet(paths.hosts_file(REPO)),
+        hosts,
+        LAB_ROOT / name,
+        net,
+        2222,
+        paths.fleet_dir(REPO),
+    )
+
+
+def ssh(
+    state: LabState, host: str, command: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` on a lab host over real SSH."""
+    proc = subprocess.run(
+        ["ssh", *state.ssh_args(host), command], capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{host}: {command!r} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def pyinfra(
+    state: LabState,
+    *args: str,
+    cwd: Path = REPO,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real pyinfra CLI against ``state``'s lab."""
+    full_env = dict(os.environ, NIXIFY_LAB_DIR=state.dir, **(env or {}))
+    return subprocess.run(
+        [str(VENV_BIN / "pyinfra"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
