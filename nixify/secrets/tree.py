@@ -1,0 +1,87 @@
+"""The document tree of a sops file: ordered mappings, sequences, comments, scalars.
+
+A mapping is a ``Branch`` of entries; an entry is either a ``(key, value)`` pair or
+a ``Comment``. A sequence is a ``list`` whose items may also be ``Comment``s.
+Scalars are ``str``, ``int``, ``float``, ``bool``, ``None`` and ``Timestamp``.
+This mirrors how sops holds a document, so that comments survive encryption,
+rekeying and decryption in their places.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A ``#`` comment line; ``text`` is everything after the ``#``."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Timestamp:
+    """A YAML timestamp, kept as its RFC 3339 text (sops's ``type:time``)."""
+
+    text: str
+
+
+Scalar = Union[str, int, float, bool, None, Timestamp]  # noqa: UP007
+
+
+@dataclass
+class Branch:
+    """An ordered mapping with comments among its entries."""
+
+    entries: list[tuple[str, Node] | Comment] = field(default_factory=list)
+
+    def items(self) -> Iterator[tuple[str, Node]]:
+        for entry in self.entries:
+            if not isinstance(entry, Comment):
+                yield entry
+
+    def get(self, key: str) -> Node | None:
+        for k, v in self.items():
+            if k == key:
+                return v
+        return None
+
+    def keys(self) -> list[str]:
+        return [k for k, _ in self.items()]
+
+
+Node = Union[Branch, list["Node | Comment"], Scalar]  # noqa: UP007
+Item = Union[Node, Comment]  # noqa: UP007
+
+# f(value, path) -> new value; comments are passed as Comment, their path is the parent's.
+LeafFunc = Callable[[Scalar | Comment, list[str]], "Scalar | Comment"]
+
+
+def map_leaves(node: Node, func: LeafFunc, path: list[str] | None = None) -> Node:
+    """A copy of ``node`` with every scalar and comment replaced by ``func`` (tree order)."""
+    path = [] if path is None else path
+    if isinstance(node, Branch):
+        out = Branch()
+        for entry in node.entries:
+            if isinstance(entry, Comment):
+                new = func(entry, path)
+                out.entries.append(new if isinstance(new, Comment) else Comment(str(new)))
+            else:
+                key, value = entry
+                out.entries.append((key, map_leaves(value, func, [*path, key])))
+        return out
+    if isinstance(node, list):
+        items: list[Node | Comment] = []
+        for item in node:
+            if isinstance(item, Comment):
+                new = func(item, path)
+                items.append(new if isinstance(new, Comment) else Comment(str(new)))
+            else:
+                items.append(map_leaves(item, func, path))
+        return items
+    result = func(node, path)
+    if isinstance(result, Comment):
+        raise TypeError("a scalar cannot become a comment")
+    return result

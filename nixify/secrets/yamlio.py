@@ -1,0 +1,532 @@
+"""YAML in and out as sops 3.11 reads and writes it (go-yaml v3 rules, indent 4).
+
+Reading: PyYAML composes the node tree (structure, key order, scalar styles and
+line marks); plain scalars are resolved by go-yaml v3's rules (YAML 1.2 core
+plus its timestamp and legacy-bool handling), and ``#`` comment lines are put
+back into the tree by their line and column, as sops keeps them.
+
+Writing: block style, 4-space indentation with sequence items' contents two
+columns in, no line folding, scalars quoted exactly when go-yaml would quote
+them. Only what sops itself emits is covered: no anchors, no flow collections
+other than ``{}`` and ``[]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+import yaml
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from nixify.secrets.tree import Branch, Comment, Item, Node, Scalar, Timestamp
+
+BEST_INDENT = 4
+
+
+class YamlFormatError(ValueError):
+    """YAML that is not a document sops can hold (message says where)."""
+
+
+# --------------------------------------------------------------------- resolving
+
+_NULLS = {"", "~", "null", "Null", "NULL"}
+_TRUES = {"true", "True", "TRUE"}
+_FALSES = {"false", "False", "FALSE"}
+_OLD_BOOLS = {
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+    "on", "On", "ON", "off", "Off", "OFF",
+}  # fmt: skip
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+_INT_PREFIXED = re.compile(r"^[-+]?0([xX][0-9a-fA-F_]+|[oO][0-7_]+|[bB][01_]+)$")
+_INT_DEC = re.compile(r"^[-+]?[0-9][0-9_]*$")
+_TIMESTAMP = re.compile(
+    r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+    r"(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(?:\.[0-9]*)?"
+    r"(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?$"
+)
+_SPECIAL_FLOATS = {
+    ".inf": math.inf, ".Inf": math.inf, ".INF": math.inf,
+    "+.inf": math.inf, "+.Inf": math.inf, "+.INF": math.inf,
+    "-.inf": -math.inf, "-.Inf": -math.inf, "-.INF": -math.inf,
+    ".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan,
+}  # fmt: skip
+
+
+def _parse_int(text: str) -> int | None:
+    if "__" in text or text.endswith("_") or text.lstrip("+-").startswith("_"):
+        return None
+    clean = text.replace("_", "")
+    if _INT_PREFIXED.match(text):
+        value = int(clean, 0)
+    elif _INT_DEC.match(text):
+        digits = clean.lstrip("+-")
+        if len(digits) > 1 and digits.startswith("0"):
+            if not all(c in "01234567" for c in digits):
+                return None
+            value = int(digits, 8) * (-1 if clean.startswith("-") else 1)
+        else:
+            value = int(clean)
+    else:
+        return None
+    if not -(2**63) <= value < 2**63:
+        return None
+    return value
+
+
+def resolve_plain(text: str) -> Scalar:
+    """The value go-yaml v3 gives a plain scalar when decoding into ``interface{}``."""
+    if text in _NULLS:
+        return None
+    if text in _TRUES:
+        return True
+    if text in _FALSES:
+        return False
+    if text in _SPECIAL_FLOATS:
+        return _SPECIAL_FLOATS[text]
+    value = _parse_int(text)
+    if value is not None:
+        return value
+    if _FLOAT.match(text):
+        return float(text)
+    if _TIMESTAMP.match(text):
+        return Timestamp(_normalise_timestamp(text))
+    return text
+
+
+def _normalise_timestamp(text: str) -> str:
+    """RFC 3339 form of a YAML timestamp, as Go's time.Time prints it."""
+    m = re.match(
+        r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ \t]+)([0-9]{1,2}):([0-9]{1,2}):"
+        r"([0-9]{1,2})(\.[0-9]*)?(?:[ \t]*(Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?$",
+        text,
+    )
+    if m is None:  # pragma: no cover - guarded by _TIMESTAMP
+        return text
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    out = f"{y}-{int(mo):02d}-{int(d):02d}T{int(h or 0):02d}:{int(mi or 0):02d}:{int(s or 0):02d}"
+    if frac and frac.rstrip("0") != ".":
+        out += frac.rstrip("0")
+    if tz is None or tz == "Z":
+        return out + "Z"
+    sign, rest = tz[0], tz[1:]
+    hh, _, mm = rest.partition(":")
+    return out + f"{sign}{int(hh):02d}:{int(mm or 0):02d}"
+
+
+def resolves_to_string(text: str) -> bool:
+    return isinstance(resolve_plain(text), str)
+
+
+# ---------------------------------------------------------------------- reading
+
+
+@dataclass
+class _CommentLine:
+    line: int
+    column: int
+    text: str
+
+
+def _scalar_value(node: ScalarNode) -> Scalar:
+    if node.tag == "tag:yaml.org,2002:binary":
+        try:
+            return str(base64.b64decode("".join(node.value.split())).decode())
+        except (ValueError, UnicodeDecodeError):
+            return str(node.value)
+    if node.style is None and node.tag not in ("tag:yaml.org,2002:str",):
+        return resolve_plain(node.value)
+    return str(node.value)
+
+
+def _key_text(node: yaml.Node, where: str) -> str:
+    if not isinstance(node, ScalarNode):
+        raise YamlFormatError(f"{where}: line {node.start_mark.line + 1}: complex mapping key")
+    return str(node.value)
+
+
+class _Reader:
+    def __init__(self, text: str, where: str) -> None:
+        self.where = where
+        self.lines = text.splitlines()
+        self.comments: list[_CommentLine] = []
+
+    def collect_comments(self, root: yaml.Node | None) -> None:
+        blocked: set[int] = set()
+        if root is not None:
+            self._block_scalar_lines(root, blocked)
+        for number, line in enumerate(self.lines):
+            stripped = line.lstrip(" ")
+            if stripped.startswith("#") and number not in blocked:
+                column = len(line) - len(stripped)
+                self.comments.append(_CommentLine(number, column, stripped[1:]))
+
+    def _block_scalar_lines(self, node: yaml.Node, out: set[int]) -> None:
+        if isinstance(node, ScalarNode):
+            if node.end_mark.line > node.start_mark.line:
+                out.update(range(node.start_mark.line + 1, node.end_mark.line + 1))
+        elif isinstance(node, MappingNode):
+            for k, v in node.value:
+                self._block_scalar_lines(k, out)
+                self._block_scalar_lines(v, out)
+        elif isinstance(node, SequenceNode):
+            for v in node.value:
+                self._block_scalar_lines(v, out)
+
+    def take(self, start: int, end: int, min_column: int = 0) -> list[Comment]:
+        """Comments on lines [start, end) at column >= min_column, removed from the pool."""
+        taken = [c for c in self.comments if start <= c.line < end and c.column >= min_column]
+        for c in taken:
+            self.comments.remove(c)
+        return [Comment(c.text) for c in taken]
+
+    def line_comment(self, node: yaml.Node) -> list[Comment]:
+        """The ``# ...`` after a scalar on its last line, if any."""
+        line, column = node.end_mark.line, node.end_mark.column
+        if line >= len(self.lines):
+            return []
+        m = re.match(r"^[ \t]+#(.*)$", self.lines[line][column:])
+        return [Comment(m.group(1))] if m else []
+
+    def convert(self, node: yaml.Node, end_line: int) -> Node:
+        if isinstance(node, ScalarNode):
+            return _scalar_value(node)
+        if isinstance(node, MappingNode):
+            branch = Branch()
+            pairs = node.value
+            if not pairs:
+                return branch
+            column = pairs[0][0].start_mark.column
+            for i, (knode, vnode) in enumerate(pairs):
+                start = knode.start_mark.line
+                branch.entries.extend(self.take(0, start + 1, column))
+                nxt = pairs[i + 1][0].start_mark.line if i + 1 < len(pairs) else end_line
+                key = _key_text(knode, self.where)
+                if key == "<<":
+                    raise YamlFormatError(f"{self.where}: line {start + 1}: merge keys unsupported")
+                value = self.convert(vnode, nxt)
+                if not isinstance(value, (Branch, list)):
+                    # a comment on the value's line goes before its key, as sops puts it
+                    branch.entries.extend(self.line_comment(vnode))
+                    branch.entries.extend(self.take(start, vnode.end_mark.line + 1, column))
+                branch.entries.append((key, value))
+            branch.entries.extend(self.take(0, end_line, column))
+            return branch
+        if isinstance(node, SequenceNode):
+            items: list[Item] = []
+            seq = node.value
+            if not seq:
+                return items
+            column = seq[0].start_mark.column - 2 if node.flow_style is False else 0
+            for i, vnode in enumerate(seq):
+                start = vnode.start_mark.line
+                items.extend(self.take(0, start, column))
+                nxt = seq[i + 1].start_mark.line if i + 1 < len(seq) else end_line
+                value = self.convert(vnode, nxt)
+                if not isinstance(value, (Branch, list)):
+                    items.extend(self.line_comment(vnode))
+                    items.extend(self.take(start, vnode.end_mark.line + 1, column))
+                items.append(value)
+            items.extend(self.take(0, end_line, column))
+            return items
+        raise YamlFormatError(f"{self.where}: unsupported YAML node {type(node).__name__}")
+
+
+def load(text: str, where: str = "<yaml>") -> Branch:
+    """The document in ``text`` as a ``Branch`` with its comments (a mapping at top)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise YamlFormatError(f"{where}: invalid YAML: {exc}") from exc
+    reader = _Reader(text, where)
+    reader.collect_comments(root)
+    if root is None:
+        branch = Branch()
+        branch.entries.extend(reader.take(0, len(reader.lines) + 1))
+        return branch
+    if not isinstance(root, MappingNode):
+        raise YamlFormatError(f"{where}: the document must be a mapping at the top level")
+    tree = reader.convert(root, len(reader.lines) + 1)
+    assert isinstance(tree, Branch)
+    return tree
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def _is_printable(ch: str) -> bool:
+    o = ord(ch)
+    return (
+        o == 0x0A
+        or 0x20 <= o <= 0x7E
+        or o == 0x85
+        or (0xA0 <= o <= 0xD7FF)
+        or (0xE000 <= o <= 0xFFFD and o != 0xFEFF)
+        or (0x10000 <= o <= 0x10FFFF)
+    )
+
+
+@dataclass
+class _Analysis:
+    multiline: bool
+    block_plain: bool
+    single_quoted: bool
+    block: bool
+
+
+def _analyze(value: str) -> _Analysis:
+    """libyaml's scalar analysis, for block context (go-yaml v3 emits no flow)."""
+    if not value:
+        return _Analysis(False, False, True, False)
+    block_ind = value.startswith(("---", "..."))
+    line_breaks = special = False
+    leading_space = leading_break = trailing_space = trailing_break = False
+    break_space = space_break = False
+    previous_space = previous_break = False
+    preceded_by_ws = True
+    n = len(value)
+    for i, ch in enumerate(value):
+        followed_by_ws = i + 1 >= n or value[i + 1] in " \t\r\n\x85\u2028\u2029"
+        if i == 0:
+            if ch in "#,[]{}&*!|>'\"%@`" or (ch in "?:-" and followed_by_ws):
+                block_ind = True
+        elif (ch == ":" and followed_by_ws) or (ch == "#" and preceded_by_ws):
+            block_ind = True
+        if not _is_printable(ch) or (ch == "\ufeff"):
+            special = True
+        if ch in "\n\r\x85\u2028\u2029":
+            line_breaks = True
+        if ch == " ":
+            if i == 0:
+                leading_space = True
+            if i == n - 1:
+                trailing_space = True
+            if previous_break:
+                break_space = True
+            previous_space, previous_break = True, False
+        elif ch in "\n\r\x85\u2028\u2029":
+            if i == 0:
+                leading_break = True
+            if i == n - 1:
+                trailing_break = True
+            if previous_space:
+                space_break = True
+            previous_space, previous_break = False, True
+        else:
+            previous_space = previous_break = False
+        preceded_by_ws = ch in " \t\r\n\x85\u2028\u2029"
+    block_plain = True
+    single = True
+    block = True
+    if leading_space or leading_break or trailing_space or trailing_break:
+        block_plain = False
+    if trailing_space:
+        block = False
+    if break_space:
+        block_plain = single = False
+    if space_break or special:
+        block_plain = single = block = False
+    if line_breaks:
+        block_plain = False
+    if block_ind:
+        block_plain = False
+    return _Analysis(line_breaks, block_plain, single, block)
+
+
+def _double_quoted(value: str) -> str:
+    out = ['"']
+    escapes = {
+        "\0": "\\0", "\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v",
+        "\f": "\\f", "\r": "\\r", "\x1b": "\\e", '"': '\\"', "\\": "\\\\",
+        "\x85": "\\N", "\xa0": "\\_", "\u2028": "\\L", "\u2029": "\\P",
+    }  # fmt: skip
+    for ch in value:
+        if ch in escapes:
+            out.append(escapes[ch])
+        elif not _is_printable(ch) or ch == "\ufeff":
+            o = ord(ch)
+            if o <= 0xFF:
+                out.append(f"\\x{o:02X}")
+            elif o <= 0xFFFF:
+                out.append(f"\\u{o:04X}")
+            else:
+                out.append(f"\\U{o:08X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _needs_quotes(value: str) -> bool:
+    return not resolves_to_string(value) or value in _OLD_BOOLS or bool(_BASE60.match(value))
+
+
+def scalar_inline(value: str, simple_key: bool = False) -> str | None:
+    """A string written on one line, or None when it must be a literal block."""
+    analysis = _analyze(value)
+    if "\n" in value and not simple_key and analysis.block:
+        return None
+    if not _needs_quotes(value) and analysis.block_plain and not analysis.multiline:
+        return value
+    if _needs_quotes(value) or not analysis.single_quoted or analysis.multiline:
+        return _double_quoted(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def go_format_float_g(value: float) -> str:
+    """strconv.FormatFloat(value, 'g', -1, 64) with go-yaml's names for inf and nan."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digits, exp = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exp, int)
+    ds = "".join(map(str, digits))
+    x = len(ds) + exp - 1  # decimal exponent of the first digit
+    prefix = "-" if sign else ""
+    if x < -4 or x >= 6:  # Go's %g threshold for the shortest representation
+        mantissa = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+        return f"{prefix}{mantissa}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    return prefix + _fixed(ds, x)
+
+
+def go_format_float_f(value: float) -> str:
+    """strconv.FormatFloat(value, 'f', -1, 64): shortest digits, never an exponent."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digits, exp = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exp, int)
+    ds = "".join(map(str, digits))
+    return ("-" if sign else "") + _fixed(ds, len(ds) + exp - 1)
+
+
+def _fixed(ds: str, x: int) -> str:
+    if x < 0:
+        return "0." + "0" * (-x - 1) + ds
+    if x + 1 >= len(ds):
+        return ds + "0" * (x + 1 - len(ds))
+    return ds[: x + 1] + "." + ds[x + 1 :]
+
+
+def _scalar_text(value: Scalar) -> str | None:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return go_format_float_g(value)
+    if isinstance(value, Timestamp):
+        return value.text
+    return scalar_inline(value)
+
+
+def _next_indent(indent: int) -> int:
+    return BEST_INDENT * ((indent + BEST_INDENT) // BEST_INDENT)
+
+
+def _literal(value: str, indent: int) -> list[str]:
+    if value.endswith("\n\n") or value == "\n":
+        chomp = "+"
+    elif value.endswith("\n"):
+        chomp = ""
+    else:
+        chomp = "-"
+    hint = str(BEST_INDENT) if value[:1] in (" ", "\n") else ""
+    body = value[:-1] if value.endswith("\n") else value
+    lines = [f"|{hint}{chomp}"]
+    for line in body.split("\n"):
+        lines.append(" " * indent + line if line else "")
+    return lines
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.out: list[str] = []
+
+    def comment(self, c: Comment, indent: int) -> None:
+        self.out.append(" " * indent + "#" + c.text)
+
+    def value_after(self, prefix: str, value: Node, indent: int, in_seq: bool) -> None:
+        """Write ``prefix`` (a key with ``:`` or a ``-``) then ``value``."""
+        if isinstance(value, Branch):
+            if not value.entries:
+                self.out.append(prefix + " {}")
+                return
+            if in_seq:
+                self.mapping(value, indent + 2, first_prefix=prefix + " ")
+            else:
+                self.out.append(prefix)
+                self.mapping(value, _next_indent(indent))
+            return
+        if isinstance(value, list):
+            if not value:
+                self.out.append(prefix + " []")
+                return
+            if in_seq:
+                self.sequence(value, indent + 2, first_prefix=prefix + " ")
+            else:
+                self.out.append(prefix)
+                self.sequence(value, _next_indent(indent))
+            return
+        text = _scalar_text(value)
+        if text is None:
+            assert isinstance(value, str)
+            content_indent = indent + 2 if in_seq else _next_indent(indent)
+            lines = _literal(value, content_indent)
+            self.out.append(prefix + " " + lines[0])
+            self.out.extend(lines[1:])
+        else:
+            self.out.append(prefix + " " + text)
+
+    def mapping(self, branch: Branch, indent: int, first_prefix: str | None = None) -> None:
+        for entry in branch.entries:
+            lead = " " * indent
+            if first_prefix is not None:
+                lead = first_prefix
+            if isinstance(entry, Comment):
+                if first_prefix is not None:
+                    self.out.append(first_prefix.rstrip())
+                    first_prefix = None
+                self.comment(entry, indent)
+                continue
+            first_prefix = None
+            key, value = entry
+            key_text = scalar_inline(key, simple_key=True) or _double_quoted(key)
+            self.value_after(lead + key_text + ":", value, indent, in_seq=False)
+
+    def sequence(self, items: list[Item], indent: int, first_prefix: str | None = None) -> None:
+        for item in items:
+            lead = " " * indent
+            if first_prefix is not None:
+                lead = first_prefix
+            if isinstance(item, Comment):
+                if first_prefix is not None:
+                    self.out.append(first_prefix.rstrip())
+                    first_prefix = None
+                self.comment(item, indent)
+                continue
+            first_prefix = None
+            self.value_after(lead + "-", item, indent, in_seq=True)
+
+
+def dump(tree: Branch) -> str:
+    """``tree`` as sops writes YAML (no trailing document marker; ``{}`` when empty)."""
+    if not tree.entries:
+        return "{}\n"
+    writer = _Writer()
+    writer.mapping(tree, 0)
+    return "\n".join(writer.out) + "\n"
