@@ -1,0 +1,1 @@
+"""Helpers that build the diff tests' closures with the real Nix, offline."""
