@@ -47,7 +47,7 @@ def _read_blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:
 
 def introducing_commit(repo: Path, blob: str) -> str:
     """The oldest commit (short id) whose diff adds or removes ``blob``."""
-    out = _git(repo, "log", "--all", "--format=%h", f"--find-object={blob}")
+    out = _git(repo, "log", "--all", "--reflog", "--format=%h", f"--find-object={blob}")
     commits = out.decode().split()
     return commits[-1] if commits else blob[:7]
 

@@ -1,0 +1,108 @@
+"""Key material and addresses for the leak tests, generated at run time.
+
+Nothing here is a literal leak: addresses are joined from parts and keys come
+from ssh-keygen, openssl and age-keygen in a temporary directory, so the
+repository stays clean under its own gate.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Leak:
+    name: str
+    kind: str
+    text: str  # what is pasted into a file (may span lines)
+    inline: str  # a single-line form for URLs and brackets
+
+
+def dotted(*parts: int) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _ssh_string(b: bytes) -> bytes:
+    return struct.pack(">I", len(b)) + b
+
+
+def _sk_blob(key_type: str, body: bytes) -> str:
+    return base64.b64encode(_ssh_string(key_type.encode()) + body).decode()
+
+
+def _keygen(tmp: Path, name: str, *args: str) -> Path:
+    path = tmp / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-N", "", "-C", "", "-f", str(path), *args],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def make_leaks(tmp: Path) -> list[Leak]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    leaks = [
+        Leak("rfc1918-10", "private-ipv4", dotted(10, 1, 2, 3), dotted(10, 1, 2, 3)),
+        Leak("rfc1918-172", "private-ipv4", dotted(172, 31, 255, 9), dotted(172, 16, 0, 1)),
+        Leak("rfc1918-192", "private-ipv4", dotted(192, 168, 1, 20), dotted(192, 168, 0, 1)),
+        Leak("tailscale-v4", "tailscale-ipv4", dotted(100, 101, 7, 8), dotted(100, 64, 0, 1)),
+        Leak(
+            "tailscale-v6",
+            "tailscale-ipv6",
+            ":".join(["fd7a", "115c", "a1e0", "ab12", "4843", "cd96", "6258", "b240"]),
+            ":".join(["FD7A", "115C", "A1E0", "", "53"]),
+        ),
+    ]
+    ident = subprocess.run(["age-keygen"], check=True, capture_output=True, text=True).stdout
+    secret = next(line for line in ident.splitlines() if not line.startswith("#"))
+    recipient = subprocess.run(
+        ["age-keygen", "-y"], input=ident, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    leaks.append(Leak("age-recipient", "age-recipient", recipient, recipient))
+    leaks.append(Leak("age-identity", "age-identity", secret, secret))
+
+    for name, args in (
+        ("ed25519", ["-t", "ed25519"]),
+        ("rsa", ["-t", "rsa", "-b", "1024"]),
+        ("ecdsa", ["-t", "ecdsa", "-b", "256"]),
+        ("ecdsa521", ["-t", "ecdsa", "-b", "521"]),
+    ):
+        pub = _keygen(tmp, f"pub-{name}", *args).with_suffix(".pub")
+        pub = tmp / f"pub-{name}.pub"
+        line = pub.read_text().strip()
+        leaks.append(Leak(f"ssh-{name}", "ssh-public-key", line, line.split()[1]))
+    sk_ed = _sk_blob(
+        "sk-" + "ssh-ed25519@openssh.com", _ssh_string(os.urandom(32)) + _ssh_string(b"ssh:")
+    )
+    sk_ec = _sk_blob(
+        "sk-" + "ecdsa-sha2-nistp256@openssh.com",
+        _ssh_string(b"nistp256") + _ssh_string(b"\x04" + os.urandom(64)) + _ssh_string(b"ssh:"),
+    )
+    leaks.append(Leak("ssh-sk-ed25519", "ssh-public-key", "sk-ssh-ed25519@openssh.com " + sk_ed,
+                      sk_ed))
+    leaks.append(Leak("ssh-sk-ecdsa", "ssh-public-key", sk_ec, sk_ec))
+
+    privs = {
+        "openssh": _keygen(tmp, "priv-openssh", "-t", "ed25519"),
+        "rsa-pem": _keygen(tmp, "priv-rsa", "-t", "rsa", "-b", "1024", "-m", "PEM"),
+        "ec-pem": _keygen(tmp, "priv-ec", "-t", "ecdsa", "-b", "256", "-m", "PEM"),
+        "pkcs8": _keygen(tmp, "priv-pkcs8", "-t", "ecdsa", "-b", "256", "-m", "PKCS8"),
+    }
+    enc = tmp / "priv-enc"
+    subprocess.run(
+        ["openssl", "pkcs8", "-topk8", "-in", str(privs["pkcs8"]), "-out", str(enc),
+         "-passout", "pass:test", "-v2", "aes-256-cbc"],
+        check=True,
+        capture_output=True,
+    )
+    privs["pkcs8-encrypted"] = enc
+    for name, path in privs.items():
+        block = path.read_text().strip()
+        leaks.append(Leak(f"private-{name}", "private-key", block, block.splitlines()[0]))
+    return leaks
