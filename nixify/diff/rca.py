@@ -236,6 +236,7 @@ class _Walker:
         self.nodes: dict[Pair, _Node] = {}
         self.done: dict[Pair, frozenset[Pair]] = {}
         self.reasons: dict[str, str] = {}  # output path -> why it is unexplained
+        self.blocked: list[str] = []  # where the walk had to stop, and why
 
     def old(self, path: str) -> Derivation | None:
         return self.old_drvs.get(path) or self.new_drvs.get(path)
@@ -273,6 +274,7 @@ class _Walker:
                     for out in d.outputs.values():
                         self.reasons.setdefault(out, reason)
             self.reasons.setdefault(f"drv:{missing}", reason)
+            self.blocked.append(reason)
             return _Node([], [], [], [], [], [])
 
         tokens_o: dict[str, str] = {}
@@ -298,10 +300,14 @@ class _Walker:
             if do is not None and dn is not None and dict(do.outputs) == dict(dn.outputs):
                 continue  # e.g. a fixed-output input with the same hash: nothing downstream moved
             children.append((po, pn))
+        # Paths of inputs only one side has vanish from its strings: their
+        # appearance is explained by the input-added/-removed change itself.
         for p in added:
             changes.append(Change("input-added", _path_name(p), None, p))
+            self.blank(p, self.new, tokens_n)
         for p in removed:
             changes.append(Change("input-removed", _path_name(p), p, None))
+            self.blank(p, self.old, tokens_o)
 
         src_pairs, src_removed, src_added = _pair_inputs(o.input_srcs, n.input_srcs)
         new_sources: list[str] = list(src_added)
@@ -315,22 +321,39 @@ class _Walker:
                 old_sources.append(so)
         for p in src_added:
             changes.append(Change("source-added", store_path_name(p), None, p))
+            tokens_n[p] = ""
         for p in src_removed:
             changes.append(Change("source-removed", store_path_name(p), p, None))
+            tokens_o[p] = ""
 
-        own = self.own_changes(o, n, tokens_o, tokens_n)
+        loose = bool(added or removed or src_added or src_removed)
+        own = self.own_changes(o, n, tokens_o, tokens_n, loose)
         if not own and not changes and not children:
             # Nothing survives normalisation: show the raw differences instead.
-            own = self.own_changes(o, n, {}, {}) or [Change("unknown", "", o_path, n_path)]
+            own = self.own_changes(o, n, {}, {}, False) or [Change("unknown", "", o_path, n_path)]
         changes = own + changes
         return _Node(changes, children, added, removed, new_sources, old_sources)
 
     @staticmethod
     def own_changes(
-        o: Derivation, n: Derivation, tokens_o: Mapping[str, str], tokens_n: Mapping[str, str]
+        o: Derivation,
+        n: Derivation,
+        tokens_o: Mapping[str, str],
+        tokens_n: Mapping[str, str],
+        loose: bool,
     ) -> list[Change]:
+        """Differences in ``o``/``n``'s own fields once input paths are named alike.
+
+        ``loose``: also ignore whitespace, where blanked-out paths of added or
+        removed inputs leave gaps.
+        """
+
+        def same(a: str, b: str) -> bool:
+            na, nb = _normalise(a, tokens_o), _normalise(b, tokens_n)
+            return na == nb or (loose and na.split() == nb.split())
+
         changes: list[Change] = []
-        if _normalise(o.builder, tokens_o) != _normalise(n.builder, tokens_n):
+        if not same(o.builder, n.builder):
             changes.append(Change("builder", "", o.builder, n.builder))
         if o.system != n.system:
             changes.append(Change("system", "", o.system, n.system))
@@ -338,22 +361,27 @@ class _Walker:
             changes.append(
                 Change("outputs", "", " ".join(sorted(o.outputs)), " ".join(sorted(n.outputs)))
             )
-        if [_normalise(a, tokens_o) for a in o.args] != [_normalise(a, tokens_n) for a in n.args]:
+        if len(o.args) != len(n.args) or not all(map(same, o.args, n.args)):
             changes.append(Change("args", "", " ".join(o.args), " ".join(n.args)))
         fixed = n.is_fixed_output or o.is_fixed_output
         for key in sorted(o.env.keys() | n.env.keys()):
             ov, nv = o.env.get(key), n.env.get(key)
-            if (
-                ov is not None
-                and nv is not None
-                and _normalise(ov, tokens_o) == _normalise(nv, tokens_n)
-            ):
+            if ov is not None and nv is not None and same(ov, nv):
                 continue
             if ov is None and nv is None:
                 continue
             kind = "fixed-output" if fixed and key.startswith("outputHash") else "env"
             changes.append(Change(kind, key, ov, nv))
         return changes
+
+    @staticmethod
+    def blank(
+        path: str, lookup: Callable[[str], Derivation | None], tokens: dict[str, str]
+    ) -> None:
+        d = lookup(path)
+        if d is not None:
+            for out in d.outputs.values():
+                tokens[out] = ""
 
     def subtree_outputs(
         self, root: str, drvs: DerivationSet, fallback: DerivationSet, keep: Callable[[str], bool]
@@ -454,6 +482,8 @@ def explain(
             return "no deriver recorded for this path (substituted from a cache?)"
         if deriver in missing or f"drv:{deriver}" in walker.reasons:
             return f"its derivation {deriver} is not available (no .drv)"
+        if walker.blocked:
+            return f"not reached: the walk stopped where {walker.blocked[0]}"
         return "not reached from the root derivation by the walk"
 
     for side, paths, table, closure in (

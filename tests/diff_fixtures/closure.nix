@@ -2,7 +2,9 @@
 #
 # packages: a list of { name; deps ? [ names ]; payload ? ""; size ? 0;
 #   env ? { }; source ? null (text stored with builtins.toFile, an input source);
-#   fixed ? null ({ content; hash; url } -> a fixed-output input) }.
+#   fixed ? null ({ content; hash; url } -> a fixed-output input);
+#   buildDeps ? [ names ] (used at build time only, not referenced at run time);
+#   buildOnly ? false (left out of the root, so only build-time users see it) }.
 # Every package becomes one derivation whose output references its deps; the
 # root ("system" unless rootName says otherwise) references every package, so
 # the closure holds them all.
@@ -29,6 +31,7 @@ let
     payload = spec.payload or "";
     size = toString (spec.size or 0);
     refs = map (d: drvs.${d}) (spec.deps or [ ]);
+    buildInputs = map (d: drvs.${d}) (spec.buildDeps or [ ]);
     src = if spec ? source then builtins.toFile "${spec.name}-source.txt" spec.source else "";
     fixedSrc = if spec ? fixed then "${fixedInput spec spec.fixed}" else "";
     args = [
@@ -40,6 +43,7 @@ let
         printf '%s\n' $refs > $out/refs
         if [ -n "$src" ]; then cat "$src" > $out/source; fi
         if [ -n "$fixedSrc" ]; then cat "$fixedSrc" > $out/fixed; fi
+        for t in $buildInputs; do cat "$t/payload" >> $out/built-with; done
       ''
     ];
   } // (spec.env or { }));
@@ -50,6 +54,6 @@ derivation ({
   builder = sh;
   system = "x86_64-linux";
   PATH = "/usr/bin:/bin";
-  refs = builtins.attrValues drvs;
+  refs = map (s: drvs.${s.name}) (builtins.filter (s: !(s.buildOnly or false)) packages);
   args = [ "-c" "mkdir -p $out && printf '%s\\n' $refs > $out/refs" ];
 } // rootEnv)
