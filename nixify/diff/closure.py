@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from nixify.errors import ConfigError
+from nixify.errors import ConfigError, RemoteError
 from nixify.nix import CommandRunner, is_store_path, store_path_root
 
 NIX_DB = "/nix/var/nix/db/db.sqlite"
@@ -122,7 +123,16 @@ def parse_closure_query(text: str, root: str, source: str = "local") -> Closure:
 
 def query_closure(runner: CommandRunner, path: str) -> Closure:
     """Run the closure query through ``runner`` and parse it."""
-    proc = runner.run(closure_query_command(path))
+    argv = closure_query_command(path)
+    proc = runner.run(argv, check=False)
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace")
+        if "is not valid" in stderr:
+            raise ConfigError(
+                f"{runner.name}: {path} is not valid in the store"
+                " (garbage-collected or never built)"
+            )
+        raise RemoteError(runner.name, shlex.join(argv), proc.returncode, stderr)
     return parse_closure_query(proc.stdout.decode(), path, runner.name)
 
 
