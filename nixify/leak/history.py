@@ -21,9 +21,12 @@ def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     return proc.stdout
 
 
-def history_blobs(repo: Path) -> dict[str, str]:
-    """Blob id -> the first path it was seen at, over all refs and reflogs."""
-    out = _git(repo, "rev-list", "--objects", "--all", "--reflog", "--filter=object:type=blob")
+ALL_HISTORY: tuple[str, ...] = ("--all", "--reflog")
+
+
+def history_blobs(repo: Path, revs: tuple[str, ...] = ALL_HISTORY) -> dict[str, str]:
+    """Blob id -> the first path it was seen at, over ``revs`` (all refs and reflogs)."""
+    out = _git(repo, "rev-list", "--objects", *revs, "--filter=object:type=blob")
     blobs: dict[str, str] = {}
     for line in out.decode("utf-8", "surrogateescape").splitlines():
         sha, sep, path = line.partition(" ")
@@ -52,8 +55,9 @@ def introducing_commit(repo: Path, blob: str) -> str:
     return commits[-1] if commits else blob[:7]
 
 
-def scan_history(repo: Path) -> list[Finding]:
-    blobs = history_blobs(repo)
+def scan_history(repo: Path, revs: tuple[str, ...] = ALL_HISTORY) -> list[Finding]:
+    """Findings in every blob reachable from ``revs`` (rev-list syntax, e.g. ``new ^old``)."""
+    blobs = history_blobs(repo, revs)
     findings: list[Finding] = []
     shas = sorted(blobs)
     for i in range(0, len(shas), 2000):

@@ -1,0 +1,103 @@
+"""``nixify hooks install``: native git hooks that call the single gate.
+
+Writes ``nixify-gate`` (the policy script) and three thin hooks (pre-commit,
+commit-msg, pre-push) into the repository's hooks directory (``git rev-parse
+--git-path hooks``: honours ``core.hooksPath`` and is shared by worktrees).
+Each hook carries a marker line; a hook with the marker is nixify's and is
+rewritten in place (idempotent), a hook without it is foreign and is only
+replaced with ``--force``, after being kept as ``<hook>.pre-nixify``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nixify.errors import ConfigError
+from nixify.gitgate.git import git
+from nixify.gitgate.policy import GATE_SCRIPT_NAME, gate_script_text
+
+MARKER = "# managed-by: nixify hooks install"
+HOOKS: tuple[str, ...] = ("pre-commit", "commit-msg", "pre-push")
+
+
+def default_nixify_cmd() -> str:
+    """How the pre-push gate calls nixify: this interpreter, this package."""
+    return f"{shlex.quote(sys.executable)} -m nixify.cli"
+
+
+def hook_text(hook: str, nixify_cmd: str) -> str:
+    lines = [
+        "#!/bin/sh",
+        MARKER,
+        "# The policy lives in nixify-gate beside this file; re-run `nixify hooks install`",
+        "# to update. Bypassing it (--no-verify) is not part of the workflow.",
+    ]
+    if hook == "pre-push":
+        lines += [f"NIXIFY_CMD={shlex.quote(nixify_cmd)}", "export NIXIFY_CMD"]
+    lines.append(f'exec sh "${{0%/*}}/{GATE_SCRIPT_NAME}" {hook} "$@"')
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class HookAction:
+    path: Path
+    action: str  # "created", "updated", "unchanged", "replaced (kept as ...)"
+
+
+def hooks_dir(repo: Path) -> Path:
+    path = Path(git(repo, "rev-parse", "--git-path", "hooks"))
+    return path if path.is_absolute() else (repo / path)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o755)
+    tmp.replace(path)
+
+
+def install_hooks(
+    repo: Path, *, force: bool = False, nixify_cmd: str | None = None
+) -> list[HookAction]:
+    """Install (or update) the gate's hooks; refuse foreign hooks unless ``force``."""
+    directory = hooks_dir(repo)
+    directory.mkdir(parents=True, exist_ok=True)
+    cmd = nixify_cmd or default_nixify_cmd()
+    wanted = {GATE_SCRIPT_NAME: gate_script_text()}
+    wanted.update({h: hook_text(h, cmd) for h in HOOKS})
+    foreign = [
+        directory / name
+        for name in wanted
+        if (directory / name).exists()
+        and MARKER not in (directory / name).read_text(errors="replace")
+    ]
+    if foreign and not force:
+        names = ", ".join(str(p) for p in foreign)
+        raise ConfigError(
+            f"{names}: existing hook(s) not written by nixify; refusing to overwrite "
+            "(use --force: the old hook is kept as <hook>.pre-nixify)"
+        )
+    actions = []
+    for name, text in wanted.items():
+        path = directory / name
+        if not path.exists():
+            _write(path, text)
+            actions.append(HookAction(path, "created"))
+            continue
+        old = path.read_text(errors="replace")
+        if old == text and os.access(path, os.X_OK):
+            actions.append(HookAction(path, "unchanged"))
+            continue
+        if path in foreign:
+            backup = path.with_name(path.name + ".pre-nixify")
+            path.replace(backup)
+            _write(path, text)
+            actions.append(HookAction(path, f"replaced (foreign hook kept as {backup.name})"))
+            continue
+        _write(path, text)
+        actions.append(HookAction(path, "updated"))
+    return actions

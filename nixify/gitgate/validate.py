@@ -1,0 +1,230 @@
+"""Push-time validation: the leak scan of what is pushed, then the project's checks.
+
+Called by the pre-push gate as ``nixify gate validate --remote R`` with git's
+pre-push lines on stdin (``<local ref> <local sha> <remote ref> <remote sha>``).
+
+1. Leak scan of every blob the push publishes (objects reachable from the
+   pushed commits and not from the remote's known refs or the old remote
+   tips), with the repository's ``.leak-allowlist``. Pure Python, no Nix: it
+   always runs locally. Findings refuse the push.
+2. The project's checks, ``git config --get-all nixify.check`` (shell
+   commands), run in a fresh export of each pushed commit (``git archive``;
+   ``$NIXIFY_WORKTREE`` names the work tree for tools that live there).
+   On a constrained host they run on the builder instead: the host is
+   constrained when ``git config nixify.constrained`` says so, or, unset, when
+   Nix reports ``max-jobs = 0``. The builder is ``git config nixify.builder``
+   (``[ssh://][user@]host[:port]``; extra ssh options in
+   ``nixify.builderSshArgs``). The export is streamed over SSH and the checks
+   run in a temporary directory there.
+
+   A builder that cannot be reached (ssh exits 255 on a probe) makes the gate
+   print a ``SKIPPED`` line with ssh's reason and exit 0: the only case where a
+   check does not run and the push still goes, and never silently. A
+   constrained host without a configured builder refuses the push.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nixify.gitgate.git import config_all, config_get, git_ok, toplevel
+from nixify.leak.allowlist import ALLOWLIST_NAME, load_allowlist
+from nixify.leak.history import scan_history
+from nixify.nix.env import nix_environ
+
+ZERO = "0" * 40
+PROBE_TIMEOUT = 5
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    local_ref: str
+    local_sha: str
+    remote_ref: str
+    remote_sha: str
+
+
+def parse_updates(text: str) -> list[RefUpdate]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            out.append(RefUpdate(*parts))
+    return out
+
+
+def say(msg: str) -> None:
+    print(f"nixify gate: {msg}", file=sys.stderr, flush=True)
+
+
+def is_constrained(repo: Path) -> tuple[bool, str]:
+    """Whether this host must not build; and why we think so."""
+    setting = config_get(repo, "nixify.constrained")
+    if setting is not None:
+        on = setting.lower() in ("1", "true", "yes", "on")
+        return on, f"git config nixify.constrained = {setting}"
+    try:
+        proc = subprocess.run(
+            ["nix", "show-config"], capture_output=True, text=True, env=nix_environ(), timeout=30
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False, "nix not available"
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition(" = ")
+        if key.strip() == "max-jobs":
+            return value.strip() == "0", f"nix max-jobs = {value.strip()}"
+    return False, "nix reports no max-jobs"
+
+
+@dataclass(frozen=True)
+class Builder:
+    spec: str
+    destination: str
+    ssh_args: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, spec: str, extra: str = "") -> Builder:
+        dest = spec.removeprefix("ssh://").rstrip("/")
+        args: list[str] = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={PROBE_TIMEOUT}"]
+        host = dest.rsplit("@", 1)[-1]
+        if ":" in host and not host.startswith("["):
+            port = host.rsplit(":", 1)[1]
+            if port.isdigit():
+                dest = dest[: len(dest) - len(port) - 1]
+                args += ["-p", port]
+        args += shlex.split(extra)
+        return cls(spec, dest, tuple(args))
+
+    def ssh(self, command: str) -> list[str]:
+        return ["ssh", *self.ssh_args, self.destination, command]
+
+
+def probe(builder: Builder) -> str | None:
+    """None when the builder answers; else ssh's reason."""
+    try:
+        proc = subprocess.run(
+            builder.ssh("true"), capture_output=True, text=True, timeout=PROBE_TIMEOUT + 10
+        )
+    except subprocess.TimeoutExpired:
+        return f"no answer within {PROBE_TIMEOUT + 10} s"
+    if proc.returncode == 255:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else "ssh exited 255"
+    return None
+
+
+def leak_gate(repo: Path, updates: list[RefUpdate], remote: str) -> bool:
+    tips = sorted({u.local_sha for u in updates if u.local_sha != ZERO})
+    if not tips:
+        return True
+    revs: list[str] = [*tips, "--not"]
+    if remote and git_ok(repo, "config", "--get", f"remote.{remote}.url"):
+        revs.append(f"--remotes={remote}")
+    revs += [u.remote_sha for u in updates if u.remote_sha != ZERO and git_ok(
+        repo, "cat-file", "-e", f"{u.remote_sha}^{{commit}}")]
+    findings = scan_history(repo, tuple(revs))
+    allow_file = repo / ALLOWLIST_NAME
+    allowlist = load_allowlist(allow_file if allow_file.is_file() else None, repo)
+    findings = [f for f in findings if not allowlist.allows(f)]
+    for f in findings:
+        print(f.render(), file=sys.stderr)
+    if findings:
+        say(f"refused: the push would publish {len(findings)} leak finding(s) (above).")
+        return False
+    say(f"leak scan of the pushed objects: clean ({len(tips)} tip(s))")
+    return True
+
+
+def _run_local(repo: Path, sha: str, checks: list[str]) -> bool:
+    with tempfile.TemporaryDirectory(prefix="nixify-gate-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", sha],
+            capture_output=True,
+            check=True,
+        )
+        tar_path = Path(tmp) / "tree.tar"
+        tar_path.write_bytes(archive.stdout)
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        with tarfile.open(tar_path) as tf:
+            tf.extractall(tree, filter="data")
+        env = dict(os.environ, NIXIFY_WORKTREE=str(repo))
+        for check in checks:
+            say(f"check (local, {sha[:10]}): {check}")
+            rc = subprocess.run(["sh", "-c", check], cwd=tree, env=env).returncode
+            if rc != 0:
+                say(f"refused: check failed (exit {rc}): {check}")
+                return False
+    return True
+
+
+def _run_remote(repo: Path, builder: Builder, sha: str, checks: list[str]) -> bool:
+    script = "\n".join(
+        [
+            "set -u",
+            'd=$(mktemp -d) || exit 97',
+            'trap \'rm -rf "$d"\' EXIT',
+            'tar -x -C "$d" || exit 98',
+            'cd "$d" || exit 98',
+            *[
+                f"echo {shlex.quote('nixify gate: check (builder): ' + c)} >&2; "
+                f"sh -c {shlex.quote(c)} || exit $?"
+                for c in checks
+            ],
+        ]
+    )
+    archive = subprocess.Popen(
+        ["git", "-C", str(repo), "archive", "--format=tar", sha], stdout=subprocess.PIPE
+    )
+    rc = subprocess.run(builder.ssh(script), stdin=archive.stdout).returncode
+    if archive.stdout is not None:
+        archive.stdout.close()
+    archive.wait()
+    if rc != 0:
+        say(f"refused: checks failed on builder {builder.spec} (exit {rc})")
+        return False
+    return True
+
+
+def validate(repo: Path, updates_text: str, remote: str = "") -> int:
+    """The push-time gate. 0: push may go; 1: refused."""
+    repo = toplevel(repo)
+    updates = parse_updates(updates_text)
+    if not leak_gate(repo, updates, remote):
+        return 1
+    checks = config_all(repo, "nixify.check")
+    tips = sorted({u.local_sha for u in updates if u.local_sha != ZERO})
+    if not checks:
+        say("no project checks configured (git config --add nixify.check CMD); leak scan only")
+        return 0
+    if not tips:
+        return 0
+    constrained, why = is_constrained(repo)
+    if not constrained:
+        return 0 if all(_run_local(repo, sha, checks) for sha in tips) else 1
+    spec = config_get(repo, "nixify.builder")
+    if not spec:
+        say(
+            f"refused: constrained host ({why}) must not run the checks locally and no "
+            "builder is configured (git config nixify.builder [user@]host[:port])"
+        )
+        return 1
+    builder = Builder.parse(spec, config_get(repo, "nixify.builderSshArgs") or "")
+    reason = probe(builder)
+    if reason is not None:
+        msg = (
+            f"SKIPPED push-time checks ({len(checks)}): constrained host ({why}) and "
+            f"builder {spec} unreachable: {reason}"
+        )
+        say(msg)
+        print(f"nixify gate: {msg}", flush=True)
+        return 0
+    say(f"constrained host ({why}): running checks on builder {spec}")
+    return 0 if all(_run_remote(repo, builder, sha, checks) for sha in tips) else 1
