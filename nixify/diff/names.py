@@ -13,6 +13,7 @@ not its code, so that our findings equal Nix's on the same closures.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 _OUTPUT_SUFFIX = re.compile(r"(.*)-([a-z]+|lib32|lib64)", re.DOTALL)
@@ -43,6 +44,7 @@ def split_output(full: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+@lru_cache(maxsize=65536)
 def parse_package_name(path_name: str) -> PackageName:
     """Split a store path's name (without hash) into package, version and output."""
     rest, output = split_output(path_name)

@@ -84,7 +84,9 @@ def group_closure(closure: Closure) -> dict[str, PackageGroup]:
     versions: dict[str, dict[str, list[str]]] = {}
     sizes: dict[str, int] = {}
     for path, info in closure.paths.items():
-        name, version, _output = parse_package_name(store_path_name(path))
+        # /nix/store/ + 32-character hash + "-": the name starts at 44.
+        base = path[44:] if path[43:44] == "-" else store_path_name(path)
+        name, version, _output = parse_package_name(base)
         versions.setdefault(name, {}).setdefault(version, []).append(path)
         sizes[name] = sizes.get(name, 0) + info.nar_size
     return {n: PackageGroup(v, sizes[n]) for n, v in versions.items()}

@@ -1,0 +1,141 @@
+"""Bench: `nixify diff` against `nix store diff-closures` on 10,000-path closures.
+
+Builds two synthetic closures offline (builtins.toFile, bench/diff_closure.nix:
+100 groups of 99 leaves, the leaves of 5 groups changed: half version bumps,
+half rebuilds at the same version, about 5% of the paths), then times, in the
+same run and on the same store:
+
+  baseline   nix store diff-closures OLD NEW
+  nixify     nixify diff OLD NEW               (the console script)
+  module     python -m nixify.diff OLD NEW     (without the command dispatcher)
+  no-db      nixify diff --no-db OLD NEW       (the `nix path-info` path used for hosts)
+  startup    nixify --help                     (the dispatcher alone: every subsystem's import)
+  library    query both closures + diff_closures, in process
+
+and checks that the version findings are identical (and the whole
+diff-closures report, line for line). Prints medians and ratios to the
+baseline; exits 1 if the findings differ.
+
+    .venv/bin/python bench/diff.py [--groups 100 --per-group 99 --changed 5 --runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nixify.diff import LocalStoreDatabase, diff_closures
+from nixify.nix import nix_environ
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+LINE = re.compile(r"^(?P<name>[^:]*): (?P<arrow>\S.*? → .*?)(?:, [+-]\d+\.\d KiB)?$")
+
+
+def make_closure(variant: str, groups: int, per_group: int, changed: int) -> str:
+    proc = subprocess.run(
+        [
+            "nix-instantiate", "--eval", "--read-write-mode", str(HERE / "diff_closure.nix"),
+            "--argstr", "variant", variant,
+            "--arg", "groups", str(groups),
+            "--arg", "perGroup", str(per_group),
+            "--arg", "changedGroups", str(changed),
+        ],
+        capture_output=True, text=True, env=nix_environ(), check=True,
+    )  # fmt: skip
+    return proc.stdout.strip().strip('"')
+
+
+def timed(fn: Callable[[], object], runs: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(runs):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def run(argv: list[str]) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=nix_environ(), check=True)
+    return proc.stdout
+
+
+def findings(text: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    def versions(part: str) -> tuple[str, ...]:
+        return () if part == "∅" else tuple(sorted("" if v == "ε" else v for v in part.split(", ")))
+
+    out = {}
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if m:
+            old, _, new = m.group("arrow").partition(" → ")
+            out[m.group("name")] = (versions(old), versions(new))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--groups", type=int, default=100)
+    ap.add_argument("--per-group", type=int, default=99)
+    ap.add_argument("--changed", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+
+    t = time.perf_counter()
+    old = make_closure("old", args.groups, args.per_group, args.changed)
+    new = make_closure("new", args.groups, args.per_group, args.changed)
+    print(f"closures built offline in {time.perf_counter() - t:.1f} s: {old} {new}")
+
+    def library() -> object:
+        db = LocalStoreDatabase()
+        try:
+            return diff_closures(db.query_closure(old), db.query_closure(new))
+        finally:
+            db.close()
+
+    lib_time, diff = timed(library, args.runs)
+    assert hasattr(diff, "render_nix_style")
+    n_old, n_new = len(diff.old.paths), len(diff.new.paths)  # type: ignore[attr-defined]
+    moved = len(diff.added_paths)  # type: ignore[attr-defined]
+    print(f"paths: {n_old} old, {n_new} new, {moved} changed ({100 * moved / n_new:.1f}%)")
+
+    nixify = [str(BIN / "nixify"), "diff", old, new]
+    module = [sys.executable, "-m", "nixify.diff", old, new]
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("nix store diff-closures", lambda: run(["nix", "store", "diff-closures", old, new])),
+        ("nixify diff", lambda: run(nixify)),
+        ("python -m nixify.diff", lambda: run(module)),
+        ("nixify diff --no-db", lambda: run([*nixify, "--no-db"])),
+        ("nixify --help (startup)", lambda: run([str(BIN / "nixify"), "--help"])),
+    ]
+    results: dict[str, tuple[float, object]] = {name: timed(fn, args.runs) for name, fn in cases}
+    results["library (in process)"] = (lib_time, diff)
+    base_name = cases[0][0]
+    base = results[base_name][0]
+    print(f"\nmedian of {args.runs} runs; baseline = {base_name}")
+    for name, (secs, _) in results.items():
+        print(f"  {name:<26} {secs * 1000:8.1f} ms   {secs / base:5.2f}x")
+
+    nix_text = ANSI.sub("", str(results[base_name][1]))
+    ours = diff.render_nix_style()  # type: ignore[attr-defined]
+    same_findings = findings(nix_text) == diff.version_findings()  # type: ignore[attr-defined]
+    same_text = ours == nix_text
+    via_cli = findings(run([*nixify, "--nix-style"])) == findings(nix_text)
+    print(
+        f"\nversion findings: {len(findings(nix_text))} names; identical: {same_findings}; "
+        f"CLI identical: {via_cli}; whole report identical: {same_text}"
+    )
+    return 0 if same_findings and same_text and via_cli else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
