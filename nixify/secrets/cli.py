@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from nixify.errors import ConfigError
+from nixify.secrets.audit import audit, mounts_from_fleet
 from nixify.secrets.keys import find_identities, identities_from_file
+from nixify.secrets.provision import load_mounts
+from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord, atomic_write
+from nixify.secrets.rekey import MOUNTS_NAME, RekeyReport, plan_jobs, rekey_paths
+from nixify.secrets.rules import (
+    CONFIG_NAME,
+    compute_rules,
+    find_config,
+    render_sops_yaml,
+)
 from nixify.secrets.sopsfile import SopsFile
 from nixify.secrets.ssh_to_age import age_recipients_from_text, private_key_to_age_identity
 
@@ -102,8 +112,214 @@ def _identity_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _mounts(args: argparse.Namespace) -> dict[str, list[str]]:
+    if args.mounts:
+        return load_mounts(Path(args.mounts))
+    own = Path(args.secrets_dir) / MOUNTS_NAME
+    if args.inventory is None and own.is_file():
+        return load_mounts(own)
+    return mounts_from_fleet(Path(args.inventory or "inventories/hosts.yaml"))
+
+
+def _record(args: argparse.Namespace) -> RecipientsRecord:
+    return RecipientsRecord.load(Path(args.secrets_dir) / RECORD_NAME)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    record = _record(args)
+    rules = compute_rules(_mounts(args), record.host_recipients(), record.operator_recipients)
+    text = render_sops_yaml(rules)
+    target = Path(args.secrets_dir) / CONFIG_NAME
+    current = target.read_text() if target.exists() else None
+    if args.check:
+        if current != text:
+            print(f"{target}: out of date with the inventory; run `nixify secrets rules`")
+            return 1
+        print(f"{target}: up to date ({len(rules)} rules)")
+        return 0
+    if current == text:
+        print(f"{target}: up to date ({len(rules)} rules)")
+        return 0
+    atomic_write(target, text.encode())
+    print(f"{target}: wrote {len(rules)} rules")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    path = Path(args.secrets_dir) / RECORD_NAME
+    record = RecipientsRecord.load(path)
+    keys: dict[str, str] = {}
+    if args.lab_status:
+        import json
+
+        doc = json.loads(_read_input(args.lab_status, binary=False))
+        for h in doc.get("hosts", []):
+            keys[h["name"]] = Path(h["host_key_pub"]).read_text()
+    for spec in args.host or []:
+        name, _, pub = spec.partition("=")
+        if not name or not pub:
+            raise ConfigError(f"--host {spec!r}: expected NAME=PUBKEYFILE")
+        keys[name] = Path(pub).read_text()
+    if args.operator:
+        name, _, rcpt = args.operator.partition("=")
+        record.operators[name] = rcpt
+    for name, line in sorted(keys.items()):
+        change = record.set_host_key(name, line)
+        if change:
+            print(f"{name}: host key {change}")
+    record.save(path)
+    return 0
+
+
+def _report_rekey(report: RekeyReport, record: RecipientsRecord, dry_run: bool) -> int:
+    for r in report.results:
+        if r.status == "unchanged":
+            continue
+        if r.status == "error":
+            print(f"error {r.relpath}: {r.error}", file=sys.stderr)
+            continue
+        verb = "would rekey" if dry_run else "rekeyed"
+        parts = [f"+{record.label(a)}" for a in r.added] + [
+            f"-{record.label(x)}" for x in r.removed
+        ]
+        print(f"{verb} {r.relpath}: {' '.join(parts)}")
+    n = len(report.results)
+    done = report.count("would-rekey" if dry_run else "rekeyed")
+    errors = report.count("error")
+    what = "to rekey" if dry_run else "rekeyed"
+    print(f"{n} files: {done} {what}, {report.count('unchanged')} unchanged, {errors} errors")
+    return 0 if report.ok else 1
+
+
+def cmd_rekey(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths] or [Path("secrets")]
+    config = Path(args.config) if args.config else None
+    report = rekey_paths(
+        paths,
+        config=config,
+        dry_run=args.dry_run,
+        identity_files=[Path(f) for f in args.identity or []],
+        workers=args.jobs,
+    )
+    record_dir = (config or find_config(paths[0])).parent
+    return _report_rekey(report, RecipientsRecord.load(record_dir / RECORD_NAME), args.dry_run)
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    config = Path(args.config) if args.config else find_config(path)
+    job = plan_jobs([path], config)[0]
+    sf = SopsFile.load(path)
+    text = sf.rotated(_identities(args), job.recipients)
+    atomic_write(path, text.encode())
+    print(f"rotated {job.relpath}: new data key for {len(job.recipients)} recipients")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    secrets_dir = Path(args.secrets_dir)
+    report = audit(secrets_dir, _record(args), _mounts(args))
+    sys.stdout.write(report.to_json() + "\n" if args.json else report.render())
+    return 0 if report.ok else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    record = _record(args)
+    secrets_dir = Path(args.secrets_dir)
+    mounts = _mounts(args)
+    problems = []
+    config = secrets_dir / CONFIG_NAME
+    rules = compute_rules(mounts, record.host_recipients(), record.operator_recipients)
+    if not config.exists() or config.read_text() != render_sops_yaml(rules):
+        problems.append(f"{config}: out of date with the inventory and host keys (run rules)")
+    report = audit(secrets_dir, record, mounts, config if config.exists() else None)
+    changed = sorted(
+        h.name
+        for h in record.hosts.values()
+        if h.previous and any(set(f.recipients) & set(h.previous) for f in report.files)
+    )
+    for name in changed:
+        files = [
+            f.relpath for f in report.files if set(f.recipients) & set(record.hosts[name].previous)
+        ]
+        problems.append(
+            f"host {name}: host key changed since its secrets were keyed; rekey {' '.join(files)}"
+        )
+    problems.extend(report.problems)
+    for p in problems:
+        print(p)
+    if report.needs_rekey:
+        print("needs rekey: " + " ".join(report.needs_rekey))
+    if not problems:
+        print(f"ok: {len(report.files)} files keyed to their rules")
+    return 1 if problems else 0
+
+
+def _common(p: argparse.ArgumentParser, mounts: bool = True) -> None:
+    p.add_argument("--secrets-dir", default="secrets", help="the secrets directory (secrets/)")
+    if mounts:
+        p.add_argument("--inventory", help="hosts file declaring mounts (inventories/hosts.yaml)")
+        p.add_argument("--mounts", help="YAML host -> [files] instead of the inventory")
+
+
 def _register_actions(sub: Any) -> None:
     d = sub.add_parser("decrypt", help="print a sops file's plaintext, as sops decrypt does")
     d.add_argument("file")
     _identity_arg(d)
     d.set_defaults(func=cmd_decrypt)
+
+    r = sub.add_parser("rules", help="write .sops.yaml: operator + mounting hosts per file")
+    _common(r)
+    r.add_argument("--check", action="store_true", help="only report whether it is up to date")
+    r.set_defaults(func=cmd_rules)
+
+    c = sub.add_parser("collect", help="record host keys (from lab status or files)")
+    _common(c, mounts=False)
+    c.add_argument("--lab-status", metavar="JSON", help="`nixify lab status --json` output")
+    c.add_argument("--host", action="append", metavar="NAME=PUBFILE")
+    c.add_argument("--operator", metavar="NAME=AGE1...")
+    c.set_defaults(func=cmd_collect)
+
+    k = sub.add_parser("check", help="report changed host keys and files needing a rekey")
+    _common(k)
+    k.set_defaults(func=cmd_check)
+
+    rk = sub.add_parser("rekey", help="bring every file's recipients to its rule")
+    rk.add_argument("paths", nargs="*", metavar="PATH")
+    rk.add_argument("--dry-run", action="store_true", help="print recipients added/removed")
+    rk.add_argument("--config", help=".sops.yaml (default: nearest above PATH, then cwd)")
+    rk.add_argument("-j", "--jobs", type=int, help="worker processes (default: CPUs)")
+    _identity_arg(rk)
+    rk.set_defaults(func=cmd_rekey)
+
+    ro = sub.add_parser("rotate", help="new data key for a file (after removing a recipient)")
+    ro.add_argument("file")
+    ro.add_argument("--config")
+    _identity_arg(ro)
+    ro.set_defaults(func=cmd_rotate)
+
+    a = sub.add_parser("audit", help="blast-radius matrix host x file; fails on excess")
+    _common(a)
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_audit)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nixify.secrets.cli`` (same commands, without the other subsystems)."""
+    from nixify.errors import NixifyError
+
+    parser = argparse.ArgumentParser(prog="nixify")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except NixifyError as exc:
+        print(f"nixify: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

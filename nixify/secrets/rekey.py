@@ -1,0 +1,192 @@
+"""Rekey runs: bring every secret file's recipients to its creation rule.
+
+Per file: read it, open the data key with the operator's identity, verify the
+MAC (a tampered file is never passed on to new recipients), re-encrypt the
+same data key to the recipients the rule adds, drop the ones it removes, and
+replace the file atomically (temp file in the same directory, fsync, rename,
+fsync the directory). A file already keyed right is not touched. Files are
+processed in parallel worker processes; a killed run leaves each file either
+old or new.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pyrage
+
+from nixify.errors import ConfigError
+from nixify.secrets.keys import find_identities, identities_from_file
+from nixify.secrets.recipients import RECORD_NAME, atomic_write
+from nixify.secrets.rules import CONFIG_NAME, LoadedRule, find_config, load_sops_yaml, rule_for
+from nixify.secrets.sopsfile import SopsError, SopsFile
+
+SECRET_SUFFIXES = (".yaml", ".yml", ".json")
+MOUNTS_NAME = "mounts.yaml"  # host -> files it mounts, when not read from the inventory
+Status = Literal["unchanged", "rekeyed", "would-rekey", "error"]
+
+
+@dataclass(frozen=True)
+class RekeyResult:
+    path: str
+    relpath: str
+    status: Status
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class RekeyJob:
+    path: str
+    relpath: str
+    recipients: tuple[str, ...]
+
+
+@dataclass
+class RekeyReport:
+    results: list[RekeyResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "error" for r in self.results)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+
+def discover(paths: Sequence[Path]) -> list[Path]:
+    """Secret files under ``paths`` (files as given; directories searched), sorted."""
+    found: set[Path] = set()
+    for p in paths:
+        if p.is_dir():
+            for f in p.rglob("*"):
+                if (
+                    f.is_file()
+                    and f.suffix in SECRET_SUFFIXES
+                    and f.name not in (CONFIG_NAME, RECORD_NAME, MOUNTS_NAME)
+                    and not f.name.startswith(".")
+                ):
+                    found.add(f)
+        elif p.is_file():
+            found.add(p)
+        else:
+            raise ConfigError(f"{p}: no such file or directory")
+    return sorted(found)
+
+
+def plan_jobs(
+    files: Sequence[Path], config: Path, rules: Sequence[LoadedRule] | None = None
+) -> list[RekeyJob]:
+    """Each file with its rule's recipients; ConfigError (nothing written) on a file with none."""
+    rules = load_sops_yaml(config) if rules is None else rules
+    base = config.parent.resolve()
+    jobs = []
+    for f in files:
+        try:
+            rel = f.resolve().relative_to(base).as_posix()
+        except ValueError:
+            rel = f.as_posix()
+        rule = rule_for(rules, rel, config)
+        jobs.append(RekeyJob(str(f), rel, rule.recipients))
+    return jobs
+
+
+# ---------------------------------------------------------------- workers
+
+_IDENTITIES: list[pyrage.x25519.Identity] = []
+
+
+def _init_worker(identity_files: Sequence[str]) -> None:
+    global _IDENTITIES
+    if identity_files:
+        _IDENTITIES = [i.identity for f in identity_files for i in identities_from_file(Path(f))]
+    else:
+        _IDENTITIES = [i.identity for i in find_identities()]
+
+
+def rekey_one(job: RekeyJob, dry_run: bool) -> RekeyResult:
+    """Rekey one file (in the calling process, with the loaded identities)."""
+    try:
+        sf = SopsFile.load(job.path)
+        current = sf.recipients
+        wanted = list(job.recipients)
+        added = tuple(r for r in wanted if r not in current)
+        removed = tuple(r for r in current if r not in wanted)
+        if not added and not removed:
+            return RekeyResult(job.path, job.relpath, "unchanged")
+        key = sf.data_key(_IDENTITIES)
+        sf.decrypt_tree(key)  # verifies every value and the MAC before anything is written
+        if dry_run:
+            return RekeyResult(job.path, job.relpath, "would-rekey", added, removed)
+        text = sf.with_recipients(wanted, key)
+        if text is not None:
+            atomic_write(Path(job.path), text.encode())
+        return RekeyResult(job.path, job.relpath, "rekeyed", added, removed)
+    except (SopsError, ConfigError, OSError) as exc:
+        return RekeyResult(job.path, job.relpath, "error", error=str(exc))
+
+
+def _work(args: tuple[RekeyJob, bool]) -> RekeyResult:
+    return rekey_one(*args)
+
+
+def run_rekey(
+    jobs: Sequence[RekeyJob],
+    *,
+    dry_run: bool = False,
+    identity_files: Sequence[Path] = (),
+    workers: int | None = None,
+) -> RekeyReport:
+    """Rekey ``jobs`` in parallel; results in the jobs' order."""
+    files = [str(p) for p in identity_files]
+    _init_worker(files)  # fail early, in this process, if no identity is found
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers <= 1 or len(jobs) < 8:
+        return RekeyReport([rekey_one(j, dry_run) for j in jobs])
+    ctx = multiprocessing.get_context("fork")
+    chunk = max(1, len(jobs) // (workers * 4))
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(files,)
+    ) as pool:
+        results = list(pool.map(_work, [(j, dry_run) for j in jobs], chunksize=chunk))
+    return RekeyReport(results)
+
+
+def rekey_paths(
+    paths: Sequence[Path],
+    *,
+    config: Path | None = None,
+    dry_run: bool = False,
+    identity_files: Sequence[Path] = (),
+    workers: int | None = None,
+) -> RekeyReport:
+    """Discover the files under ``paths``, match their rules, rekey them."""
+    files = discover(paths)
+    config = config or _config_for(paths)
+    return run_rekey(
+        plan_jobs(files, config),
+        dry_run=dry_run,
+        identity_files=identity_files,
+        workers=workers,
+    )
+
+
+def _config_for(paths: Sequence[Path]) -> Path:
+    """The nearest ``.sops.yaml`` above the first path, else above the working directory.
+
+    sops looks from the working directory only; starting at the secrets
+    themselves means a rekey of one tree never picks up another tree's rules.
+    """
+    if paths:
+        try:
+            return find_config(paths[0])
+        except ConfigError:
+            pass
+    return find_config(Path.cwd())

@@ -1,0 +1,114 @@
+"""pyinfra facts and operations for secrets: host keys in, encrypted files out.
+
+* ``SshHostKey``: the host's ``/etc/ssh/ssh_host_ed25519_key.pub`` line.
+* ``SecretsGeneration``: where ``/run/secrets`` points now.
+* ``install_secrets``: upload the host's *encrypted* sops files and decrypt
+  them on the host with its own host key into a new ``/run/secrets.d/N``,
+  switched in atomically (see ``nixify.secrets.install``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api.command import QuoteString, StringCommand
+from pyinfra.api.facts import FactBase
+from pyinfra.api.operation import operation
+from pyinfra.context import host
+from pyinfra.operations import files
+
+from nixify.errors import ConfigError
+from nixify.secrets.install import (
+    HOST_KEY,
+    REMOTE_ENCRYPTED_DIR,
+    SECRETS_LINK,
+    SecretFileSpec,
+    plan_for,
+)
+from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
+from nixify.secrets.sopsfile import SopsFile
+
+HOST_KEY_PUB = HOST_KEY + ".pub"
+
+
+class SshHostKey(FactBase[Any]):
+    """The host's ed25519 public host key line (``ssh-ed25519 AAAA...``), or None."""
+
+    def command(self, path: str = HOST_KEY_PUB) -> StringCommand:
+        return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")
+
+    def process(self, output: list[str]) -> str | None:
+        for line in output:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "ssh-ed25519":
+                return f"{parts[0]} {parts[1]}"
+        return None
+
+
+class SecretsGeneration(FactBase[Any]):
+    """The target of ``/run/secrets`` (``/run/secrets.d/N``), or None."""
+
+    def command(self, link: str = SECRETS_LINK) -> StringCommand:
+        return StringCommand("readlink", QuoteString(link), "||", "true")
+
+    def process(self, output: list[str]) -> str | None:
+        return output[0].strip() if output and output[0].strip() else None
+
+
+def record_host_key(secrets_dir: str | Path, name: str, line: str) -> str | None:
+    """Put ``name``'s host key line into the recipients record: 'new', 'changed' or None."""
+    path = Path(secrets_dir) / RECORD_NAME
+    record = RecipientsRecord.load(path)
+    change = record.set_host_key(name, line)
+    if change is not None:
+        record.save(path)
+    return change
+
+
+@operation()
+def install_secrets(
+    secrets_dir: str,
+    mounts: Sequence[str],
+    decrypter: str,
+    nixify: str,
+    declared: Mapping[str, SecretFileSpec] | None = None,
+    remote_dir: str = REMOTE_ENCRYPTED_DIR,
+    force: bool = False,
+) -> Generator[Any, None, None]:
+    """Install this host's secrets under /run/secrets, decrypted on the host.
+
+    + secrets_dir: the operator's secrets directory (encrypted sops files)
+    + mounts: paths of the files this host mounts, relative to ``secrets_dir``
+    + decrypter: path of the ``sops`` binary on the host
+    + nixify: path of ``nixify`` on the host (derives the host key's age identity)
+    + declared: per file mode/owner/group overrides (default 0400 root:root)
+    + force: install a new generation even when nothing changed
+    """
+    changed = False
+    for rel in mounts:
+        local = Path(secrets_dir) / rel
+        # refuses anything that is not an encrypted sops file: plaintext never travels
+        SopsFile.load(local)
+        if ".." in Path(rel).parts or rel.startswith("/"):
+            raise ConfigError(f"host {host.name}: secret path {rel!r} must be relative")
+        cmds = list(
+            files.put._inner(
+                src=str(local),
+                dest=f"{remote_dir}/{rel}",
+                mode="0600",
+                user="root",
+                group="root",
+                create_remote_dir=True,
+            )
+        )
+        changed = changed or bool(cmds)
+        yield from cmds
+    if not mounts:
+        return
+    if not (changed or force) and host.get_fact(SecretsGeneration) is not None:
+        host.noop(f"secrets of {host.name} already installed")
+        return
+    plan = plan_for(host.name, list(mounts), decrypter, nixify, declared)
+    yield StringCommand("sh", "-c", QuoteString(plan.script()))
