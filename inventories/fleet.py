@@ -2,15 +2,18 @@
 outside git ($NIXIFY_ADDRESSES, or the sops-encrypted secrets/addresses.sops.yaml).
 Every host's data is validated when this file loads, before any connection."""
 
+import sys
 from pathlib import Path
 
 from pyinfra.api.exceptions import InventoryError
 
 from nixify.errors import NixifyError
 from nixify.inventory import fleet_groups
+from nixify.inventory.limits import check_limits, limit_patterns
 
 try:
     _groups = fleet_groups(Path(__file__).parent / "hosts.yaml")
+    check_limits(limit_patterns(sys.argv), _groups, ("all", "fleet"))
 except NixifyError as _exc:
     raise InventoryError(f"{__file__}: {_exc}") from None
 

@@ -2,15 +2,18 @@
 fleet, pointed at the lab's hosts ($NIXIFY_LAB_DIR, default /var/tmp/nixify-lab).
 Every host's data is validated when this file loads, before any connection."""
 
+import sys
 from pathlib import Path
 
 from pyinfra.api.exceptions import InventoryError
 
 from nixify.errors import NixifyError
+from nixify.inventory.limits import check_limits, limit_patterns
 from nixify.lab.inventory import lab_groups
 
 try:
     _groups = lab_groups(Path(__file__).parent / "hosts.yaml")
+    check_limits(limit_patterns(sys.argv), _groups, ("all", "lab"))
 except NixifyError as _exc:
     raise InventoryError(f"{__file__}: {_exc}") from None
 

@@ -100,7 +100,9 @@ def build_fleet(
     hosts: dict[str, HostData] = {}
     for role_name in role_defaults:
         if role_name not in ROLES:
-            errors.append(f"{source}: roles: unknown role {role_name!r} (roles: {', '.join(ROLES)})")
+            errors.append(
+                f"{source}: roles: unknown role {role_name!r} (roles: {', '.join(ROLES)})"
+            )
     for index, entry in enumerate(host_entries):
         if not isinstance(entry, Mapping):
             errors.append(f"{source}: hosts[{index}]: expected a mapping, got {entry!r}")

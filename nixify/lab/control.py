@@ -116,6 +116,9 @@ def _nix_conf(host: HostData) -> str:
         "cores = 1",
         f"system = {host.nix_system}",
         "trusted-users = root",
+        # Builds run as root: the machine's nixbld users are shared by every lab
+        # host, and Nix kills a build user's processes before each build.
+        "build-users-group =",
     ]
     if host.role == "remote_builder":
         # The remote builder builds for the edge node too (like a builder with binfmt).

@@ -1,0 +1,1 @@
+"""pyinfra operations and facts for nixify: Nix builds, the gates, pins, secrets."""

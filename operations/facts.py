@@ -1,0 +1,69 @@
+"""pyinfra facts nixify reads from hosts: Nix settings, running system, known-good pins."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyinfra.api.facts import FactBase
+
+from nixify.pipeline.pins import RECORD_DIR, KnownGoodRecord
+
+
+class NixConfig(FactBase[dict[str, Any]]):
+    """The host's effective Nix settings (``nix show-config --json``), name -> value."""
+
+    def command(self) -> str:
+        return "nix show-config --json"
+
+    def requires_command(self, *args: Any, **kwargs: Any) -> str:
+        return "nix"
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        raw = json.loads("\n".join(output))
+        return {k: v.get("value") if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+class SystemState(FactBase[dict[str, str]]):
+    """The host's running, booted and profile systems (resolved store paths)."""
+
+    def command(self) -> str:
+        return (
+            "for l in /run/current-system /run/booted-system /nix/var/nix/profiles/system "
+            "/nix/var/nixify-lab/boot/default; do "
+            'printf "%s=%s\\n" "$l" "$(readlink -f "$l" 2>/dev/null)"; done'
+        )
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        names = {
+            "/run/current-system": "running",
+            "/run/booted-system": "booted",
+            "/nix/var/nix/profiles/system": "profile",
+            "/nix/var/nixify-lab/boot/default": "boot_entry",
+        }
+        result: dict[str, str] = {}
+        for line in output:
+            link, _, target = line.partition("=")
+            if link in names:
+                result[names[link]] = target
+        return result
+
+
+class KnownGoodRecords(FactBase[list[KnownGoodRecord]]):
+    """The host's known-good records, oldest first (each pinned by a GC root)."""
+
+    def command(self) -> str:
+        return (
+            f'for f in {RECORD_DIR}/*.json; do [ -f "$f" ] || continue; '
+            'printf "%s\\n" "$(base64 -w0 < "$f")"; done'
+        )
+
+    def process(self, output: list[str]) -> list[KnownGoodRecord]:
+        import base64
+
+        records = []
+        for line in output:
+            line = line.strip()
+            if line:
+                records.append(KnownGoodRecord.from_json(base64.b64decode(line).decode()))
+        return sorted(records, key=lambda r: r.name)
