@@ -14,15 +14,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from nixify.diff.closure import Closure, LocalStoreDatabase, query_closure
+from nixify.diff.closure import CURRENT_SYSTEM, Closure, LocalStoreDatabase, query_closure
 from nixify.diff.derivations import DerivationSet, query_derivations
 from nixify.diff.drift import DriftPolicy, DriftVerdict
 from nixify.diff.rca import RootCauseReport, explain
 from nixify.diff.versions import diff_closures
-from nixify.errors import ConfigError, RemoteError
+from nixify.errors import ConfigError
 from nixify.nix import CommandRunner, LocalRunner, SshRunner, is_store_path, store_path_root
-
-CURRENT_SYSTEM = "/run/current-system"
 
 
 @dataclass(frozen=True)
@@ -60,18 +58,9 @@ def resolve_local(spec: str) -> str:
     return store_path_root(real)
 
 
-def resolve_remote(runner: CommandRunner, host: str, rest: str) -> str:
-    """The store path ``HOST:current`` or ``HOST:PATH`` names on the host."""
-    path = CURRENT_SYSTEM if rest in ("current", "") else rest
-    proc = runner.run(["readlink", "-e", "--", path], check=False)
-    if proc.returncode != 0:
-        if proc.returncode == 255:  # ssh itself failed
-            raise RemoteError(host, f"readlink -e -- {path}", 255, proc.stderr.decode())
-        raise ConfigError(f"{host}: {path} does not exist (garbage-collected?)")
-    real = proc.stdout.decode().strip()
-    if not is_store_path(real):
-        raise ConfigError(f"{host}: {path} is not a Nix store path (resolves to {real})")
-    return store_path_root(real)
+def remote_path(rest: str) -> str:
+    """The path ``HOST:REST`` names on the host: ``current`` is the running system."""
+    return CURRENT_SYSTEM if rest in ("current", "") else rest
 
 
 def load_closure(spec: str, ssh_config: str | None = None, use_db: bool = True) -> Closure:
@@ -79,8 +68,8 @@ def load_closure(spec: str, ssh_config: str | None = None, use_db: bool = True) 
     remote = _remote_spec(spec)
     if remote is not None:
         host, rest = remote
-        runner = ssh_runner(host, ssh_config)
-        return query_closure(runner, resolve_remote(runner, host, rest))
+        # One round trip: the host resolves the link and prints the closure.
+        return query_closure(ssh_runner(host, ssh_config), remote_path(rest))
     path = resolve_local(spec)
     if use_db and LocalStoreDatabase.available():
         db = LocalStoreDatabase()

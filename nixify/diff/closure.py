@@ -79,18 +79,50 @@ def _check_store_path(path: str, where: str) -> None:
         raise ConfigError(f"{where}: {path!r} is not a Nix store path (/nix/store/<hash>-<name>)")
 
 
+CURRENT_SYSTEM = "/run/current-system"
+_NOT_FOUND = 3  # exit status of the query script when the link does not resolve
+_NOT_STORE = 4  # ... and when it resolves outside the store
+
+# For a link (a profile, a generation, /run/current-system): resolve it on the
+# host, print the store path it names, then that path's closure.
+_LINK_QUERY_SCRIPT = f"""
+p=$(readlink -e -- "$1") || {{ printf 'nixify: %s does not exist\\n' "$1" >&2; exit {_NOT_FOUND}; }}
+case "$p" in
+  /nix/store/*) ;;
+  *) printf 'nixify: %s resolves to %s\\n' "$1" "$p" >&2; exit {_NOT_STORE};;
+esac
+printf '%s\\n' "$p"
+exec nix {" ".join(NIX_QUERY_FLAGS)} path-info --json --recursive "$p"
+"""
+
+
 def closure_query_command(path: str) -> list[str]:
-    """The argv that prints the closure of store path ``path`` as JSON (Nix >= 2.4)."""
-    _check_store_path(path, "closure query")
-    return ["nix", *NIX_QUERY_FLAGS, "path-info", "--json", "--recursive", path]
+    """The argv that prints the closure of ``path`` as JSON (Nix >= 2.4).
+
+    ``path`` is a store path, or an absolute link to one (``/run/current-system``,
+    a profile): then the command resolves it on the host first and prints the
+    store path on a line of its own before the JSON, all in one round trip.
+    """
+    if is_store_path(path) and store_path_root(path) == path:
+        return ["nix", *NIX_QUERY_FLAGS, "path-info", "--json", "--recursive", path]
+    if not path.startswith("/") or "\n" in path:
+        raise ConfigError(f"closure query: {path!r} is neither a store path nor an absolute link")
+    return ["sh", "-c", _LINK_QUERY_SCRIPT, "nixify-closure", path]
 
 
 def parse_closure_query(text: str, root: str, source: str = "local") -> Closure:
     """Parse ``closure_query_command``'s output into the ``Closure`` of ``root``.
 
-    A root that Nix reports as not valid (garbage-collected, never registered)
-    is a ``ConfigError`` naming it; so is output that is not the expected JSON.
+    When the output starts with the store path a link resolved to, that path
+    is the root. A root that Nix reports as not valid (garbage-collected, never
+    registered) is a ``ConfigError`` naming it; so is output that is not the
+    expected JSON.
     """
+    if text.startswith("/"):
+        resolved, _, text = text.partition("\n")
+        if not is_store_path(resolved):
+            raise ConfigError(f"{source}: {root} is not a Nix store path (resolves to {resolved})")
+        root = store_path_root(resolved)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -122,17 +154,25 @@ def parse_closure_query(text: str, root: str, source: str = "local") -> Closure:
 
 
 def query_closure(runner: CommandRunner, path: str) -> Closure:
-    """Run the closure query through ``runner`` and parse it."""
+    """Run the closure query through ``runner`` and parse it (``path`` as for the command)."""
     argv = closure_query_command(path)
     proc = runner.run(argv, check=False)
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace")
+        if proc.returncode == _NOT_FOUND and argv[0] == "sh":
+            raise ConfigError(f"{runner.name}: {path} does not exist (garbage-collected?)")
+        if proc.returncode == _NOT_STORE and argv[0] == "sh":
+            where = stderr.strip().rpartition(" resolves to ")[2]
+            raise ConfigError(
+                f"{runner.name}: {path} is not a Nix store path (resolves to {where})"
+            )
         if "is not valid" in stderr:
             raise ConfigError(
                 f"{runner.name}: {path} is not valid in the store"
                 " (garbage-collected or never built)"
             )
-        raise RemoteError(runner.name, shlex.join(argv), proc.returncode, stderr)
+        shown = shlex.join(argv) if argv[0] == "nix" else f"nix path-info --recursive {path}"
+        raise RemoteError(runner.name, shown, proc.returncode, stderr)
     return parse_closure_query(proc.stdout.decode(), path, runner.name)
 
 
