@@ -233,3 +233,42 @@ def test_rca_json(roots: dict[str, str]) -> None:
     (cause,) = js["causes"]
     assert cause["derivation"] == "svc-1.0"
     assert cause["changes"] == [{"kind": "env", "field": "LOGLEVEL", "old": "info", "new": "debug"}]
+
+
+def test_gate_from_fact_outputs(roots: dict[str, str]) -> None:
+    """What the pipeline does: run the commands (as a pyinfra fact would), parse, judge."""
+    from nixify.diff import (
+        closure_gate,
+        closure_query_command,
+        derivations_query_command,
+        parse_closure_query,
+        parse_derivations,
+    )
+
+    def fact(argv: list[str]) -> str:
+        return subprocess.run(
+            argv, capture_output=True, text=True, check=True, env=nix_environ()
+        ).stdout
+
+    running = parse_closure_query(
+        fact(closure_query_command(roots["base"])), roots["base"], "nas-1"
+    )
+    candidate = parse_closure_query(
+        fact(closure_query_command(roots["svc-env"])), roots["svc-env"], "builder-1"
+    )
+    roots_drvs = [running.paths[running.root].deriver, candidate.paths[candidate.root].deriver]
+    drvs = parse_derivations(
+        fact(derivations_query_command(d for d in roots_drvs if d)), "builder-1"
+    )
+
+    report = closure_gate(running, candidate, drvs, DriftPolicy(frozenset({"lib"})))
+    assert not report.ok
+    assert report.counts()["causes"] == 1 and report.counts()["unexplained"] == 0
+    assert "cause svc-1.0: environment LOGLEVEL: 'info' -> 'debug'" in report.verdict.unexpected
+    js = report.to_json()
+    assert js["drift"]["ok"] is False and js["rca"]["causes"][0]["derivation"] == "svc-1.0"
+    assert "Drift: FAIL" in report.render()
+
+    assert closure_gate(running, candidate, drvs, DriftPolicy(frozenset({"svc"}))).ok
+    no_rca = closure_gate(running, candidate)  # no derivations, no declaration: report and pass
+    assert no_rca.ok and no_rca.rca is None and "reporting only" in no_rca.verdict.message
