@@ -51,6 +51,7 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "fixed-url": base(fixed={"content": "hello", "hash": HELLO, "url": "https://mirror.invalid/x"}),
     "compiler": base(cc={"name": "cc-9.1", "buildOnly": True, "payload": "cc 9.1"}),
     "added": base(extra=[{"name": "newpkg-0.1", "deps": ["lib-1.0"]}]),
+    "lib-renamed": base(lib={"name": "libnew-1.0", "env": {"PATCHES": "none"}}),
 }
 
 
@@ -94,6 +95,17 @@ def test_version_bump_names_the_library(roots: dict[str, str]) -> None:
         (c.kind, c.field, c.old, c.new) for c in cause.changes
     ]
     assert len(cause.consequences) == 33 and len(cause.removes) == 33
+
+
+def test_renamed_library_is_one_cause(roots: dict[str, str]) -> None:
+    report = rca(roots, "base", "lib-renamed")
+    assert report.diff.version_findings() == {"lib": (("1.0",), ()), "libnew": ((), ("1.0",))}
+    (cause,) = report.causes
+    assert cause.name == "libnew-1.0" and cause.old_drv and "-lib-1.0.drv" in cause.old_drv
+    assert ("env", "name", "lib-1.0", "libnew-1.0") in [
+        (c.kind, c.field, c.old, c.new) for c in cause.changes
+    ]
+    assert len(cause.consequences) == 33 and report.complete
 
 
 def test_changed_environment_value_is_named(roots: dict[str, str]) -> None:

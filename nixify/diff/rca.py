@@ -178,7 +178,8 @@ class RootCauseReport:
 
 
 def _pair_inputs(old: Iterable[str], new: Iterable[str]) -> tuple[list[Pair], list[str], list[str]]:
-    """Pair input paths: same path, then same name, then same package name if unique."""
+    """Pair input paths: same path, then same name, then same package name if unique,
+    then the last one left on each side if both carry the same version (a rename)."""
     old_left = [p for p in old]
     new_set = set(new)
     pairs: list[Pair] = [(p, p) for p in old_left if p in new_set]
@@ -205,6 +206,15 @@ def _pair_inputs(old: Iterable[str], new: Iterable[str]) -> tuple[list[Pair], li
 
     match(_path_name)
     match(lambda p: split_drv_name(_path_name(p))[0])
+    if len(old_left) == 1 and len(new_left) == 1:
+        # One input left on each side at the same version: a rename. Pairing them
+        # lets the walk find the one leaf cause instead of an added and a removed
+        # input in every dependent.
+        version_o = split_drv_name(_path_name(old_left[0]))[1]
+        version_n = split_drv_name(_path_name(new_left[0]))[1]
+        if version_o and version_o == version_n:
+            pairs.append((old_left[0], new_left[0]))
+            old_left, new_left = [], []
     return pairs, old_left, new_left
 
 
