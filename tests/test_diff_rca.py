@@ -51,6 +51,7 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "fixed-url": base(fixed={"content": "hello", "hash": HELLO, "url": "https://mirror.invalid/x"}),
     "compiler": base(cc={"name": "cc-9.1", "buildOnly": True, "payload": "cc 9.1"}),
     "added": base(extra=[{"name": "newpkg-0.1", "deps": ["lib-1.0"]}]),
+    "svc-builder": base(svc_env={"LOGLEVEL": "info", "builder": "/usr/bin/sh"}),
     "lib-renamed": base(lib={"name": "libnew-1.0", "env": {"PATCHES": "none"}}),
 }
 
@@ -121,6 +122,16 @@ def test_changed_environment_value_is_named(roots: dict[str, str]) -> None:
     )
     assert "environment LOGLEVEL: 'info' -> 'debug'" in report.render()
     assert names(cause.consequences) == {"svc-1.0", "system"}
+
+
+def test_changed_builder_is_named(roots: dict[str, str]) -> None:
+    report = rca(roots, "base", "svc-builder")
+    (cause,) = report.causes
+    assert cause.name == "svc-1.0"
+    assert ("builder", "", "/bin/sh", "/usr/bin/sh") in [
+        (c.kind, c.field, c.old, c.new) for c in cause.changes
+    ]
+    assert "builder: '/bin/sh' -> '/usr/bin/sh'" in report.render()
 
 
 def test_two_independent_causes(roots: dict[str, str]) -> None:

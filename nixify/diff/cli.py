@@ -71,13 +71,13 @@ def load_closure(spec: str, ssh_config: str | None = None, use_db: bool = True) 
         # One round trip: the host resolves the link and prints the closure.
         return query_closure(ssh_runner(host, ssh_config), remote_path(rest))
     path = resolve_local(spec)
-    if use_db and LocalStoreDatabase.available():
-        db = LocalStoreDatabase()
-        try:
-            return db.query_closure(path)
-        finally:
-            db.close()
-    return query_closure(LocalRunner(), path)
+    db = LocalStoreDatabase.open() if use_db else None
+    if db is None:
+        return query_closure(LocalRunner(), path)
+    try:
+        return db.query_closure(path)
+    finally:
+        db.close()
 
 
 def load_derivations(

@@ -189,8 +189,19 @@ class LocalStoreDatabase:
 
     @classmethod
     def available(cls, db_path: str = NIX_DB) -> bool:
-        """True when the database exists and can be read by this process."""
-        return os.access(db_path, os.R_OK)
+        """True when this process's Nix store is the local one and its database is readable."""
+        remote = os.environ.get("NIX_REMOTE", "")
+        return remote in ("", "local", "daemon", "auto") and os.access(db_path, os.R_OK)
+
+    @classmethod
+    def open(cls, db_path: str = NIX_DB) -> LocalStoreDatabase | None:
+        """The database, or None when only ``nix`` itself can answer (then use the command)."""
+        if not cls.available(db_path):
+            return None
+        try:
+            return cls(db_path)
+        except ConfigError:
+            return None
 
     def close(self) -> None:
         self._conn.close()
