@@ -140,8 +140,20 @@ class RecipientsRecord:
         return True
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace ``path`` by ``data``: temp file in the same dir, fsync, rename, fsync dir."""
+def fsync_dir(directory: Path) -> None:
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None, sync_dir: bool = True) -> None:
+    """Replace ``path`` by ``data``: temp file in the same dir, fsync, rename, fsync dir.
+
+    With ``sync_dir=False`` the caller fsyncs the directory itself (once for many
+    files); the file is still either old or new at every instant.
+    """
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     if mode is None:
@@ -160,11 +172,8 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    if sync_dir:
+        fsync_dir(directory)
 
 
 def with_operator(record: RecipientsRecord, name: str, recipient: str) -> RecipientsRecord:

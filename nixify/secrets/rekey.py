@@ -23,8 +23,14 @@ import pyrage
 
 from nixify.errors import ConfigError
 from nixify.secrets.keys import find_identities, identities_from_file
-from nixify.secrets.recipients import RECORD_NAME, atomic_write
-from nixify.secrets.rules import CONFIG_NAME, LoadedRule, find_config, load_sops_yaml, rule_for
+from nixify.secrets.recipients import RECORD_NAME, atomic_write, fsync_dir
+from nixify.secrets.rules import (
+    CONFIG_NAME,
+    LoadedRule,
+    RuleIndex,
+    find_config,
+    load_sops_yaml,
+)
 from nixify.secrets.sopsfile import SopsError, SopsFile
 
 SECRET_SUFFIXES = (".yaml", ".yml", ".json")
@@ -87,13 +93,14 @@ def plan_jobs(
     """Each file with its rule's recipients; ConfigError (nothing written) on a file with none."""
     rules = load_sops_yaml(config) if rules is None else rules
     base = config.parent.resolve()
+    index = RuleIndex(rules, config)
     jobs = []
     for f in files:
         try:
             rel = f.resolve().relative_to(base).as_posix()
         except ValueError:
             rel = f.as_posix()
-        rule = rule_for(rules, rel, config)
+        rule = index.rule_for(rel)
         jobs.append(RekeyJob(str(f), rel, rule.recipients))
     return jobs
 
@@ -111,7 +118,7 @@ def _init_worker(identity_files: Sequence[str]) -> None:
         _IDENTITIES = [i.identity for i in find_identities()]
 
 
-def rekey_one(job: RekeyJob, dry_run: bool) -> RekeyResult:
+def rekey_one(job: RekeyJob, dry_run: bool, sync_dir: bool = True) -> RekeyResult:
     """Rekey one file (in the calling process, with the loaded identities)."""
     try:
         sf = SopsFile.load(job.path)
@@ -127,14 +134,22 @@ def rekey_one(job: RekeyJob, dry_run: bool) -> RekeyResult:
             return RekeyResult(job.path, job.relpath, "would-rekey", added, removed)
         text = sf.with_recipients(wanted, key)
         if text is not None:
-            atomic_write(Path(job.path), text.encode())
+            atomic_write(Path(job.path), text.encode(), sync_dir=sync_dir)
         return RekeyResult(job.path, job.relpath, "rekeyed", added, removed)
     except (SopsError, ConfigError, OSError) as exc:
         return RekeyResult(job.path, job.relpath, "error", error=str(exc))
 
 
-def _work(args: tuple[RekeyJob, bool]) -> RekeyResult:
-    return rekey_one(*args)
+def rekey_batch(jobs: Sequence[RekeyJob], dry_run: bool) -> list[RekeyResult]:
+    """Rekey ``jobs`` in turn, then fsync each directory written to, once."""
+    results = [rekey_one(j, dry_run, sync_dir=False) for j in jobs]
+    for directory in sorted({Path(r.path).parent for r in results if r.status == "rekeyed"}):
+        fsync_dir(directory)
+    return results
+
+
+def _work(args: tuple[list[RekeyJob], bool]) -> list[RekeyResult]:
+    return rekey_batch(*args)
 
 
 def run_rekey(
@@ -147,15 +162,17 @@ def run_rekey(
     """Rekey ``jobs`` in parallel; results in the jobs' order."""
     files = [str(p) for p in identity_files]
     _init_worker(files)  # fail early, in this process, if no identity is found
-    workers = workers or min(os.cpu_count() or 1, 8)
+    # fsync waits on the disk, so twice as many workers as CPUs keep both busy
+    workers = workers or min(2 * (os.cpu_count() or 1), 16)
     if workers <= 1 or len(jobs) < 8:
-        return RekeyReport([rekey_one(j, dry_run) for j in jobs])
+        return RekeyReport(rekey_batch(list(jobs), dry_run))
+    size = max(1, min(32, len(jobs) // (workers * 2)))
+    batches = [list(jobs[i : i + size]) for i in range(0, len(jobs), size)]
     ctx = multiprocessing.get_context("fork")
-    chunk = max(1, len(jobs) // (workers * 4))
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(files,)
     ) as pool:
-        results = list(pool.map(_work, [(j, dry_run) for j in jobs], chunksize=chunk))
+        results = [r for batch in pool.map(_work, [(b, dry_run) for b in batches]) for r in batch]
     return RekeyReport(results)
 
 

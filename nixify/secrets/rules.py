@@ -104,7 +104,7 @@ def _yaml_scalar(value: str) -> str:
 def load_sops_yaml(path: Path) -> list[LoadedRule]:
     """The creation rules of a ``.sops.yaml`` (age recipients only)."""
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -139,13 +139,45 @@ def load_sops_yaml(path: Path) -> list[LoadedRule]:
 
 def rule_for(rules: Sequence[LoadedRule], relpath: str, config: Path) -> LoadedRule:
     """The first rule matching ``relpath`` (as sops picks it); ConfigError when none."""
-    for rule in rules:
-        if rule.matches(relpath):
-            return rule
-    raise ConfigError(
-        f"{relpath}: no creation rule in {config} matches this file "
-        "(is it mounted by any host? run `nixify secrets rules`)"
-    )
+    return RuleIndex(rules, config).rule_for(relpath)
+
+
+_LITERAL_RULE = re.compile(r"\(\^\|/\)((?:[^\\.^$*+?()\[\]{}|]|\\.)*)\$")
+
+
+class RuleIndex:
+    """First-match rule lookup; rules of the form nixify writes are found by dict."""
+
+    def __init__(self, rules: Sequence[LoadedRule], config: Path) -> None:
+        self.config = config
+        self.literal: dict[str, LoadedRule] = {}
+        self.other: list[LoadedRule] = []
+        for rule in rules:
+            m = _LITERAL_RULE.fullmatch(rule.path_regex)
+            if m:
+                self.literal.setdefault(re.sub(r"\\(.)", r"\1", m.group(1)), rule)
+            else:
+                self.other.append(rule)
+
+    def rule_for(self, relpath: str) -> LoadedRule:
+        best: LoadedRule | None = None
+        parts = relpath.split("/")
+        for i in range(len(parts)):
+            hit = self.literal.get("/".join(parts[i:]))
+            if hit is not None and (best is None or hit.index < best.index):
+                best = hit
+        for rule in self.other:
+            if best is not None and rule.index > best.index:
+                break
+            if rule.matches(relpath):
+                best = rule
+                break
+        if best is None:
+            raise ConfigError(
+                f"{relpath}: no creation rule in {self.config} matches this file "
+                "(is it mounted by any host? run `nixify secrets rules`)"
+            )
+        return best
 
 
 def find_config(start: Path) -> Path:

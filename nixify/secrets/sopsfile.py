@@ -255,6 +255,7 @@ class SopsFile:
     tree: Branch  # the document without the ``sops`` key, still encrypted
     metadata: dict[str, Any]
     age: list[AgeStanza] = field(default_factory=list)
+    root: yaml.Node | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------ reading
 
@@ -271,8 +272,12 @@ class SopsFile:
 
     @classmethod
     def parse(cls, text: str, fmt: Format, where: str) -> SopsFile:
+        root: yaml.Node | None = None
         try:
-            full = yamlio.load(text, where) if fmt == "yaml" else jsonio.load(text, where)
+            if fmt == "yaml":
+                full, root = yamlio.load_document(text, where)
+            else:
+                full = jsonio.load(text, where)
         except ValueError as exc:
             raise SopsError(str(exc)) from exc
         sops_node = full.get("sops")
@@ -295,7 +300,7 @@ class SopsFile:
         for name in ("mac", "lastmodified"):
             if not isinstance(metadata.get(name), str):
                 raise SopsError(f"{where}: sops.{name} missing")
-        return cls(where, fmt, text, tree, metadata, age)
+        return cls(where, fmt, text, tree, metadata, age, root)
 
     @property
     def recipients(self) -> list[str]:
@@ -393,7 +398,7 @@ class SopsFile:
             for r in recipients
         ]
         if self.fmt == "yaml":
-            return _replace_yaml_age(self.text, stanzas, self.where)
+            return _replace_yaml_age(self.text, stanzas, self.where, self.root)
         meta = dict(self.metadata)
         meta["age"] = [{"recipient": s.recipient, "enc": s.enc} for s in stanzas]
         return jsonio.dump(_with_metadata(self.tree, meta))
@@ -478,9 +483,12 @@ def encrypt_tree(
     return yamlio.dump(doc)
 
 
-def _replace_yaml_age(text: str, stanzas: Sequence[AgeStanza], where: str) -> str:
+def _replace_yaml_age(
+    text: str, stanzas: Sequence[AgeStanza], where: str, root: yaml.Node | None = None
+) -> str:
     """``text`` with the lines of ``sops.age`` replaced by ``stanzas``; all else kept."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        root = yamlio.compose(text, where)
     if not isinstance(root, yaml.MappingNode):
         raise SopsError(f"{where}: not a YAML mapping")
     sops_value = None

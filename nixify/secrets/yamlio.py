@@ -132,13 +132,15 @@ class _CommentLine:
     text: str
 
 
-def _scalar_value(node: ScalarNode) -> Scalar:
+def _scalar_value(node: ScalarNode, lines: list[str]) -> Scalar:
+    mark = node.start_mark
+    explicit_tag = mark.line < len(lines) and lines[mark.line].startswith("!", mark.column)
     if node.tag == "tag:yaml.org,2002:binary":
         try:
             return str(base64.b64decode("".join(node.value.split())).decode())
         except (ValueError, UnicodeDecodeError):
             return str(node.value)
-    if node.style is None and node.tag not in ("tag:yaml.org,2002:str",):
+    if not node.style and not explicit_tag:  # plain: None (Python parser) or '' (libyaml)
         return resolve_plain(node.value)
     return str(node.value)
 
@@ -152,6 +154,7 @@ def _key_text(node: yaml.Node, where: str) -> str:
 class _Reader:
     def __init__(self, text: str, where: str) -> None:
         self.where = where
+        self.text = text
         self.lines = text.splitlines()
         self.comments: list[_CommentLine] = []
 
@@ -194,7 +197,7 @@ class _Reader:
 
     def convert(self, node: yaml.Node, end_line: int) -> Node:
         if isinstance(node, ScalarNode):
-            return _scalar_value(node)
+            return _scalar_value(node, self.lines)
         if isinstance(node, MappingNode):
             branch = Branch()
             pairs = node.value
@@ -236,23 +239,36 @@ class _Reader:
         raise YamlFormatError(f"{self.where}: unsupported YAML node {type(node).__name__}")
 
 
-def load(text: str, where: str = "<yaml>") -> Branch:
-    """The document in ``text`` as a ``Branch`` with its comments (a mapping at top)."""
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def compose(text: str, where: str = "<yaml>") -> yaml.Node | None:
+    """PyYAML's node tree of ``text`` (libyaml's parser when available)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise YamlFormatError(f"{where}: invalid YAML: {exc}") from exc
+
+
+def load(text: str, where: str = "<yaml>") -> Branch:
+    """The document in ``text`` as a ``Branch`` with its comments (a mapping at top)."""
+    return load_document(text, where)[0]
+
+
+def load_document(text: str, where: str = "<yaml>") -> tuple[Branch, yaml.Node | None]:
+    """``load``, plus the composed root node (for edits that keep the text)."""
+    root = compose(text, where)
     reader = _Reader(text, where)
     reader.collect_comments(root)
     if root is None:
         branch = Branch()
         branch.entries.extend(reader.take(0, len(reader.lines) + 1))
-        return branch
+        return branch, None
     if not isinstance(root, MappingNode):
         raise YamlFormatError(f"{where}: the document must be a mapping at the top level")
     tree = reader.convert(root, len(reader.lines) + 1)
     assert isinstance(tree, Branch)
-    return tree
+    return tree, root
 
 
 # ---------------------------------------------------------------------- writing
@@ -365,8 +381,17 @@ def _needs_quotes(value: str) -> bool:
     return not resolves_to_string(value) or value in _OLD_BOOLS or bool(_BASE60.match(value))
 
 
+# Shapes whose analysis is known without the character walk (ENC values, armor lines).
+_SAFE_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,/+=\[\]:-]*(?<!:)")
+_SAFE_LITERAL = re.compile(r"(?:[!-~](?:[ -~]*[!-~])?\n)+")
+
+
 def scalar_inline(value: str, simple_key: bool = False) -> str | None:
     """A string written on one line, or None when it must be a literal block."""
+    if _SAFE_PLAIN.fullmatch(value) and not _needs_quotes(value):
+        return value
+    if not simple_key and _SAFE_LITERAL.fullmatch(value):
+        return None
     analysis = _analyze(value)
     if "\n" in value and not simple_key and analysis.block:
         return None
