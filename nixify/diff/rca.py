@@ -493,7 +493,7 @@ def explain(
         if deriver in missing or f"drv:{deriver}" in walker.reasons:
             return f"its derivation {deriver} is not available (no .drv)"
         if walker.blocked:
-            return f"not reached: the walk stopped where {walker.blocked[0]}"
+            return f"the walk could not go on where {walker.blocked[0]}"
         return "not reached from the root derivation by the walk"
 
     for side, paths, table, closure in (
