@@ -136,6 +136,9 @@ class Pattern:
     kinds: tuple[str, ...]
     regex: re.Pattern[bytes]
     triggers: tuple[bytes, ...]
+    # When set, the regex is only tried at each occurrence of triggers[0] minus
+    # this many bytes (for an expression with no literal prefix of its own).
+    anchor_back: int | None = None
 
 
 PATTERNS: tuple[Pattern, ...] = (
@@ -145,7 +148,7 @@ PATTERNS: tuple[Pattern, ...] = (
         (b"10.", b"100.", b"172.", b"192."),
     ),
     # The second group's digits are case-free: one search covers every spelling.
-    Pattern((IPV6_TAILSCALE,), re.compile(_IPV6), (b":115",)),
+    Pattern((IPV6_TAILSCALE,), re.compile(_IPV6), (b":115",), anchor_back=4),
     Pattern((AGE_RECIPIENT,), re.compile(_AGE_RECIPIENT), (_AGE_HRP.encode() + b"1",)),
     Pattern(
         (AGE_IDENTITY,),

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nixify.errors import ConfigError
-from nixify.leak.patterns import PATTERNS, confirm
+from nixify.leak.patterns import PATTERNS, Pattern, confirm
 from nixify.leak.sopsrule import allowed_by_structure
 
 BINARY_SNIFF = 8192
@@ -66,12 +67,29 @@ def is_binary(data: bytes) -> bool:
     return b"\0" in data[:BINARY_SNIFF]
 
 
+def _anchored(pattern: Pattern, data: bytes) -> Iterator[re.Match[bytes]]:
+    anchor, back = pattern.triggers[0], pattern.anchor_back or 0
+    hit = data.find(anchor)
+    while hit != -1:
+        if hit >= back:
+            m = pattern.regex.match(data, hit - back)
+            if m is not None:
+                yield m
+        hit = data.find(anchor, hit + 1)
+
+
 def scan_bytes(data: bytes, path: str) -> list[Finding]:
     """Every finding in ``data`` (the content of ``path``), structural allowances applied."""
     if is_binary(data):
         return []
     raw: list[tuple[int, int, str]] = []
     for pattern in PATTERNS:
+        if pattern.anchor_back is not None:
+            for m in _anchored(pattern, data):
+                kind = confirm(pattern, data, m)
+                if kind is not None:
+                    raw.append((m.start(), m.end(), kind))
+            continue
         if not any(t in data for t in pattern.triggers):
             continue
         for m in pattern.regex.finditer(data):
