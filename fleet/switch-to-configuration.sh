@@ -48,7 +48,9 @@ if [ "$action" = boot ]; then
 fi
 [ "$action" = switch ] && install_boot
 
-# activate
+# activate (a system may declare that its units take a while to start)
+delay=$(sed -n 's/^activationSeconds=//p' "$out/settings" 2>/dev/null)
+[ -n "$delay" ] && sleep "$delay"
 mkdir -p /run/nixify-lab/units
 ln -sfn "$out" /run/current-system.tmp
 mv -T /run/current-system.tmp /run/current-system

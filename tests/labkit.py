@@ -65,3 +65,50 @@ def pyinfra(
         env=full_env,
         timeout=timeout,
     )
+
+
+def project_copy(dest: Path) -> Path:
+    """A git repository holding the project's deploy files, to change and deploy from."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("deploy.py", "rollback.py"):
+        shutil.copy2(REPO / name, dest / name)
+    for name in ("inventories", "fleet"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / ".gitignore").write_text("reports/\n__pycache__/\n")
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "chore: fleet")
+    return dest
+
+
+def git(repo: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.invalid",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.invalid")
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        raise AssertionError(f"git {args}: {proc.stderr}")
+    return proc.stdout
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def latest_report(project: Path) -> dict:  # type: ignore[type-arg]
+    import json
+
+    return json.loads((project / "reports" / "latest.json").read_text())  # type: ignore[no-any-return]
+
+
+def running(state: LabState, host: str) -> str:
+    return ssh(state, host, "readlink -f /run/current-system").stdout.strip()
+
+
+def pins(state: LabState, host: str) -> list[str]:
+    out = ssh(state, host, "ls /var/lib/nixify/known-good 2>/dev/null; true").stdout.split()
+    return sorted(n for n in out if n.endswith(".json"))

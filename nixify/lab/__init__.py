@@ -1,6 +1,15 @@
 """The lab: a real multi-host fleet on one machine (sshd + own /nix per host)."""
 
-from nixify.lab.control import down, fleet_for_state, host_alive, lab_fleet, status, up
+from nixify.lab.control import (
+    down,
+    fleet_for_state,
+    host_alive,
+    lab_fleet,
+    start_host,
+    status,
+    stop_host,
+    up,
+)
 from nixify.lab.plan import LabHost, lab_host_plan
 from nixify.lab.state import LabHostState, LabState, default_dir, default_net, default_port
 
@@ -16,6 +25,8 @@ __all__ = [
     "host_alive",
     "lab_fleet",
     "lab_host_plan",
+    "start_host",
     "status",
+    "stop_host",
     "up",
 ]

@@ -420,3 +420,42 @@ def up(
     state.save()
     log(f"lab: every host runs its initial system generation ({directory})")
     return state
+
+
+def stop_host(directory: Path, name: str) -> None:
+    """Stop one host's sshd (and its sessions), as if the machine went away."""
+    state = LabState.load(directory)
+    if state is None:
+        raise ConfigError(f"no lab in {directory}")
+    host = state.host(name)
+    pids = _pids_in_namespaces({host.mnt_ns}) if host.mnt_ns else []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(host.pid, 0)
+    deadline = time.monotonic() + 5
+    while _pids_in_namespaces({host.mnt_ns}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def start_host(directory: Path, name: str) -> LabHostState:
+    """Start a stopped host again: same directories, same store, same host key."""
+    state = LabState.load(directory)
+    if state is None:
+        raise ConfigError(f"no lab in {directory}")
+    host = state.host(name)
+    if host_alive(host):
+        return host
+    host.pid = _start_sshd(host, Path(host.root) / "sshd.log")
+    host.mnt_ns = ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ns = _mnt_ns(host.pid)
+        if ns and ns != _mnt_ns(os.getpid()):
+            host.mnt_ns = ns
+        if host.mnt_ns and _port_open(host.address, host.port, 0.2):
+            state.save()
+            return host
+        time.sleep(0.05)
+    raise NixifyError(f"lab: {name} did not come back up")
