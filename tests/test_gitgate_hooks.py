@@ -207,3 +207,31 @@ def test_push_runs_configured_checks_locally(repo: Path, remote: Path) -> None:
     commit(repo, "d.txt", "test: more")
     proc = run(repo, "push", "origin", "claude/test/checks", ok=False)
     assert proc.returncode != 0 and "check failed (exit 3)" in proc.stderr
+
+
+def test_push_rechecks_messages_of_commits_made_with_no_verify(repo: Path, remote: Path) -> None:
+    run(repo, "checkout", "-q", "-b", "claude/fix/sneaky")
+    (repo / "s.txt").write_text("s\n")
+    run(repo, "add", "s.txt")
+    run(repo, "commit", "-q", "--no-verify", "-m", "did things")
+    sha = run(repo, "rev-parse", "--short", "HEAD").stdout.strip()
+    proc = run(repo, "push", "origin", "claude/fix/sneaky", ok=False)
+    assert proc.returncode != 0
+    assert "refused: commit message 'did things'" in proc.stderr and sha in proc.stderr
+    run(repo, "commit", "-q", "--amend", "-m", "fix: did things properly")
+    run(repo, "push", "-q", "origin", "claude/fix/sneaky")
+
+
+def test_gate_steps_from_the_nixify_cli(repo: Path, tmp_path: Path) -> None:
+    nixify = str(Path(sys.executable).with_name("nixify"))
+    msg = tmp_path / "MSG"
+    msg.write_text("# comment\n\nfeat(x): fine\n")
+    ok = subprocess.run([nixify, "gate", "commit-msg", str(msg)], cwd=repo, env=env_for(None))
+    assert ok.returncode == 0
+    msg.write_text("nope\n")
+    bad = subprocess.run([nixify, "gate", "commit-msg", str(msg)], cwd=repo,
+                         capture_output=True, text=True, env=env_for(None))
+    assert bad.returncode == 1 and "expected: type(scope): summary" in bad.stderr
+    on_main = subprocess.run([nixify, "gate", "pre-commit"], cwd=repo, capture_output=True,
+                             text=True, env=env_for(None))
+    assert on_main.returncode == 1 and "protected" in on_main.stderr

@@ -181,7 +181,17 @@ case $cmd in
             fi
             continue
           fi
-          check_branch "$name" "push to" || status=1 ;;
+          check_branch "$name" "push to" || { status=1; continue; }
+          # Commits made with --no-verify still meet the message rule here.
+          if [ "$rsha" = "$zero" ]; then old=""; else old="^$rsha"; fi
+          subjects=$(git log --format='%h %s' "$lsha" $old --not --remotes 2>/dev/null)
+          [ -n "$subjects" ] || continue
+          while read -r sha subject; do
+            check_subject "$subject" || { say "  (commit $sha on '$name')"; status=1; }
+          done <<EOSUBJ
+$subjects
+EOSUBJ
+          ;;
         refs/tags/*)
           if ! is_operator; then
             say "refused: pushing tag '${rref#refs/tags/}'; tags are operator-only (actor: $(who))."
