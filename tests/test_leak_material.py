@@ -77,6 +77,15 @@ def make_leaks(tmp: Path) -> list[Leak]:
         pub = tmp / f"pub-{name}.pub"
         line = pub.read_text().strip()
         leaks.append(Leak(f"ssh-{name}", "ssh-public-key", line, line.split()[1]))
+    ca = _keygen(tmp, "ca", "-t", "ed25519")
+    subprocess.run(
+        ["ssh-keygen", "-q", "-s", str(ca), "-I", "host", "-h", "-n", "nas",
+         str(tmp / "pub-ed25519.pub")],
+        check=True,
+        capture_output=True,
+    )
+    cert = (tmp / "pub-ed25519-cert.pub").read_text().strip()
+    leaks.append(Leak("ssh-cert", "ssh-public-key", cert, cert.split()[1]))
     sk_ed = _sk_blob(
         "sk-" + "ssh-ed25519@openssh.com", _ssh_string(os.urandom(32)) + _ssh_string(b"ssh:")
     )
@@ -102,6 +111,8 @@ def make_leaks(tmp: Path) -> list[Leak]:
         capture_output=True,
     )
     privs["pkcs8-encrypted"] = enc
+    pgp = "-" * 5 + "BEGIN PGP PRIVATE KEY BLOCK" + "-" * 5
+    leaks.append(Leak("private-pgp", "private-key", pgp + "\n\nlQOYBGV...\n", pgp))
     for name, path in privs.items():
         block = path.read_text().strip()
         leaks.append(Leak(f"private-{name}", "private-key", block, block.splitlines()[0]))

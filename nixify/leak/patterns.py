@@ -19,12 +19,12 @@ Kinds:
 ``age-recipient`` / ``age-identity``
     Bech32 age public keys (X25519 and plugin) and secret keys.
 ``ssh-public-key``
-    The base64 blob of an SSH public key (ed25519, RSA, DSA, ECDSA, and the
-    security-key ``sk-`` types), recognised by its encoded key-type header, so
+    The base64 blob of an SSH public key or certificate (ed25519, RSA, DSA,
+    ECDSA, and the security-key ``sk-`` types), recognised by its encoded key-type header, so
     a blob is caught with or without the type word in front of it.
 ``private-key``
     A PEM or OpenSSH private-key armour header (OpenSSH, RSA, EC, DSA, PKCS#8,
-    encrypted PKCS#8).
+    encrypted PKCS#8, and OpenPGP secret-key blocks).
 
 An IPv4 candidate "stands alone" when it is not glued to a longer dotted
 number or word: the byte before it is not a digit, a letter or a dot, and it is
@@ -77,6 +77,13 @@ SSH_KEY_TYPES: tuple[str, ...] = (
     "ecdsa-sha2-" + "nistp521",
     "sk-" + "ssh-ed25519@openssh.com",
     "sk-" + "ecdsa-sha2-nistp256@openssh.com",
+    # Certificates carry the public key too.
+    "ssh-" + "ed25519-cert-v01@openssh.com",
+    "ssh-" + "rsa-cert-v01@openssh.com",
+    "ecdsa-sha2-" + "nistp256-cert-v01@openssh.com",
+    "ecdsa-sha2-" + "nistp384-cert-v01@openssh.com",
+    "ecdsa-sha2-" + "nistp521-cert-v01@openssh.com",
+    "sk-" + "ssh-ed25519-cert-v01@openssh.com",
 )
 
 
@@ -115,8 +122,9 @@ _SSH_BLOB = (
     + rb")[A-Za-z0-9+/]{8,}={0,3}"
 )
 _PRIVATE_KEY = (
-    _PEM_DASHES.encode() + rb"BEGIN (?:" + b"|".join(k.encode() for k in _PEM_KINDS if k)
-    + rb")?" + _PRIVATE_KEY_WORDS.encode() + _PEM_DASHES.encode()
+    _PEM_DASHES.encode() + rb"BEGIN (?:(?:" + b"|".join(k.encode() for k in _PEM_KINDS if k)
+    + rb")?" + _PRIVATE_KEY_WORDS.encode() + rb"|PGP " + _PRIVATE_KEY_WORDS.encode()
+    + rb" BLOCK)" + _PEM_DASHES.encode()
 )
 
 
