@@ -109,12 +109,15 @@ def test_sops_yaml_creation_rules_are_allowed_and_only_them(
         "    key_groups:\n"
         f"      - age:\n          - *admin\n          - {r3}\n"
     )
-    # The anchor definition sits before creation_rules: it is a finding.
-    assert [(f.kind, f.line) for f in scan_paths([cfg])] == [("age-recipient", 2)]
-    cfg.write_text(cfg.read_text().replace(f"  - &admin {r1}\n", "  - &admin x\n"))
+    # The anchor a rule refers to is structural too.
     assert scan_paths([cfg]) == []
-    cfg.write_text(cfg.read_text() + f"# {s2}\n")
-    assert [f.kind for f in scan_paths([cfg])] == ["age-identity"]
+    # A key listed but used by no rule, a recipient in a comment, an identity: findings.
+    r4, _ = age_pair()
+    text = cfg.read_text().replace("keys:\n", f"keys:\n  - &spare {r4}\n")
+    cfg.write_text(text + f"# {r2}\n# {s2}\n")
+    assert [(f.kind, f.line) for f in scan_paths([cfg])] == [
+        ("age-recipient", 2), ("age-recipient", 14), ("age-identity", 15)
+    ]
     other = tmp_path / "rules.yaml"  # the same content under another name is not a sops config
     other.write_text(cfg.read_text())
     assert "age-recipient" in {f.kind for f in scan_paths([other])}

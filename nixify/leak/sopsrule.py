@@ -10,8 +10,10 @@ must be, so a recipient finding there is allowed *by rule*:
   ``sops`` block whose value is one of that list's recipients; in a sops
   dotenv file, a ``sops_age__list_N__map_recipient=`` line;
 - in a file named ``.sops.yaml``/``.sops.yml`` with ``creation_rules``, a
-  recipient that one of the rules lists under ``age`` (directly or in
-  ``key_groups``), after the ``creation_rules:`` key.
+  recipient that one of the rules lists under ``age`` (directly, in
+  ``key_groups``, or through a YAML alias), written after the
+  ``creation_rules:`` key or as the anchor definition the rule refers to, and
+  not inside a comment.
 
 Nothing else is allowed there: identities, SSH key blobs, private-key blocks,
 addresses, and recipients that are not in the metadata all stay findings.
@@ -37,6 +39,11 @@ _YAML_RECIPIENT_LINE = re.compile(
 )
 _DOTENV_RECIPIENT_LINE = re.compile(
     rb"^sops_age__list_[0-9]+__map_recipient=(?P<v>[0-9a-z]+)\r?$"
+)
+# A YAML anchor definition (`- &nas <recipient>` or `nas: &nas <recipient>`),
+# the usual way a .sops.yaml names keys before its rules refer to them.
+_ANCHOR_LINE = re.compile(
+    rb"^[ \t]*(?:-[ \t]+|[\w.-]+:[ \t]+)&[\w.-]+[ \t]+[0-9a-z]+[ \t]*\r?$"
 )
 _SOPS_BLOCK = re.compile(rb'^sops:|^[ \t]*"sops"[ \t]*:|^\{[ \t]*"sops"', re.MULTILINE)
 _CREATION_RULES = re.compile(rb"^creation_rules[ \t]*:", re.MULTILINE)
@@ -104,6 +111,30 @@ def creation_rule_recipients(doc: Any) -> set[str]:
     return out
 
 
+def _in_comment(data: bytes, start: int) -> bool:
+    line_start = data.rfind(b"\n", 0, start) + 1
+    return b"#" in data[line_start:start]
+
+
+def _sops_config_allowed(data: bytes, raw: list[Raw]) -> list[Raw]:
+    rules = _CREATION_RULES.search(data)
+    if rules is None:
+        return raw
+    allowed = creation_rule_recipients(_load(data))
+    kept = []
+    for start, end, kind in raw:
+        value = data[start:end]
+        if (
+            kind == AGE_RECIPIENT
+            and value.decode() in allowed
+            and not _in_comment(data, start)
+            and (start > rules.start() or _ANCHOR_LINE.match(_line_at(data, start)))
+        ):
+            continue
+        kept.append((start, end, kind))
+    return kept
+
+
 def _dotenv_allowed(data: bytes, raw: list[Raw]) -> list[Raw]:
     if not re.search(rb"^sops_mac=", data, re.MULTILINE):
         return raw
@@ -120,13 +151,7 @@ def allowed_by_structure(path: str, data: bytes, raw: list[Raw]) -> list[Raw]:
     if not any(kind == AGE_RECIPIENT for _, _, kind in raw):
         return raw
     if os.path.basename(path) in _SOPS_YAML_NAMES:
-        rules = _CREATION_RULES.search(data)
-        allowed = creation_rule_recipients(_load(data)) if rules else set()
-        return [
-            r for r in raw
-            if not (r[2] == AGE_RECIPIENT and rules is not None and r[0] > rules.start()
-                    and data[r[0] : r[1]].decode() in allowed)
-        ]
+        return _sops_config_allowed(data, raw)
     if b"sops_age__list_" in data:
         return _dotenv_allowed(data, raw)
     block = _SOPS_BLOCK.search(data)
