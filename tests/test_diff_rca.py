@@ -295,3 +295,28 @@ def test_gate_from_fact_outputs(roots: dict[str, str]) -> None:
     assert closure_gate(running, candidate, drvs, DriftPolicy(frozenset({"svc"}))).ok
     no_rca = closure_gate(running, candidate)  # no derivations, no declaration: report and pass
     assert no_rca.ok and no_rca.rca is None and "reporting only" in no_rca.verdict.message
+
+
+@pytest.mark.parametrize("variant", ["lib-patched", "svc-env", "compiler", "added", "lib-renamed"])
+def test_lazy_derivations_give_the_same_report(roots: dict[str, str], variant: str) -> None:
+    from nixify.diff import LazyDerivations
+
+    eager = rca(roots, "base", variant)
+    runner = LocalRunner()
+    a, b = query_closure(runner, roots["base"]), query_closure(runner, roots[variant])
+    lazy_source = LazyDerivations(runner)
+    lazy = explain(diff_closures(a, b), lazy_source)
+
+    def shape(r: RootCauseReport) -> list[tuple[str, list[dict[str, Any]], list[str], list[str]]]:
+        return [
+            (c.name, [x.to_json() for x in c.changes], sorted(c.consequences), sorted(c.removes))
+            for c in r.causes
+        ]
+
+    assert shape(lazy) == shape(eager) and lazy.unexplained == eager.unexplained
+    # Only the changed part of the graph is read, a level per round trip.
+    everything = query_derivations(
+        runner, [a.paths[a.root].deriver or "", b.paths[b.root].deriver or ""]
+    )
+    assert lazy_source.fetched < len(everything.drvs)
+    assert lazy_source.round_trips <= 4

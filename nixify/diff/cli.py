@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nixify.diff.closure import CURRENT_SYSTEM, Closure, LocalStoreDatabase, query_closure
-from nixify.diff.derivations import DerivationSet, query_derivations
+from nixify.diff.derivations import LazyDerivations
 from nixify.diff.drift import DriftPolicy, DriftVerdict
 from nixify.diff.rca import RootCauseReport, explain
 from nixify.diff.versions import diff_closures
@@ -80,13 +80,10 @@ def load_closure(spec: str, ssh_config: str | None = None, use_db: bool = True) 
         db.close()
 
 
-def load_derivations(
-    closures: list[Closure], drvs_from: str | None, ssh_config: str | None
-) -> DerivationSet:
-    """The root derivations of ``closures`` (and all below), from ``drvs_from`` or here."""
+def derivation_source(drvs_from: str | None, ssh_config: str | None) -> LazyDerivations:
+    """Derivations on ``drvs_from`` (a builder) or here, read as the RCA walk needs them."""
     runner: CommandRunner = ssh_runner(drvs_from, ssh_config) if drvs_from else LocalRunner()
-    roots = [c.paths[c.root].deriver for c in closures]
-    return query_derivations(runner, [d for d in roots if d])
+    return LazyDerivations(runner)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -98,8 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     rca: RootCauseReport | None = None
     if args.rca or args.expect:
-        drvs = load_derivations([old, new], args.drvs_from, args.ssh_config)
-        rca = explain(diff, drvs)
+        rca = explain(diff, derivation_source(args.drvs_from, args.ssh_config))
     verdict: DriftVerdict | None = None
     if args.expect or args.accept_drift:
         expected = frozenset(x for e in args.expect for x in e.split(",") if x)

@@ -8,6 +8,11 @@ So the query is separate from the closure query and may run on another host:
   depend on, through ``nix show-derivation --recursive`` (JSON);
 - ``parse_derivations(text)`` turns that output into a ``DerivationSet``;
 - ``query_derivations(runner, drvs)`` does both through a ``CommandRunner``.
+
+``LazyDerivations(runner)`` asks for derivations only as the RCA walk needs
+them, one batch per level of the walk, without ``--recursive``: a real
+system's derivation graph is thousands of ``.drv``s, and the walk only
+descends where something changed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nixify.diff.closure import NIX_QUERY_FLAGS
 from nixify.errors import ConfigError
@@ -32,8 +37,11 @@ for d do
 done
 echo '{_SEPARATOR}'
 if [ "$#" -eq 0 ]; then echo '{{}}'; exit 0; fi
-exec nix {" ".join(NIX_QUERY_FLAGS)} show-derivation --recursive "$@"
+exec nix {" ".join(NIX_QUERY_FLAGS)} show-derivation RECURSIVE "$@"
 """
+# Paths per command: the remote shell gets the whole command as one string,
+# which Linux caps at 128 KiB.
+BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,9 @@ class DerivationSet:
     def get(self, path: str) -> Derivation | None:
         return self.drvs.get(path)
 
+    def ensure(self, paths: Iterable[str]) -> None:
+        """Nothing to fetch: the set holds all it will ever hold."""
+
     def merged(self, other: DerivationSet) -> DerivationSet:
         """Both sets; a path missing in one and present in the other is present."""
         drvs = {**self.drvs, **other.drvs}
@@ -81,13 +92,14 @@ class DerivationSet:
         return DerivationSet(drvs, frozenset(missing), f"{self.source}+{other.source}")
 
 
-def derivations_query_command(drvs: Iterable[str]) -> list[str]:
-    """The argv that prints ``drvs`` (and everything they depend on) as JSON."""
+def derivations_query_command(drvs: Iterable[str], recursive: bool = True) -> list[str]:
+    """The argv that prints ``drvs`` (and, if ``recursive``, all they depend on) as JSON."""
     paths = list(dict.fromkeys(drvs))
     for p in paths:
         if not is_store_path(p) or not p.endswith(".drv"):
             raise ConfigError(f"derivation query: {p!r} is not a store derivation (.drv)")
-    return ["sh", "-c", _QUERY_SCRIPT, "nixify-derivations", *paths]
+    script = _QUERY_SCRIPT.replace("RECURSIVE", "--recursive" if recursive else "")
+    return ["sh", "-c", script, "nixify-derivations", *paths]
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -148,3 +160,59 @@ def query_derivations(runner: CommandRunner, drvs: Iterable[str]) -> DerivationS
         return DerivationSet(source=runner.name)
     proc = runner.run(derivations_query_command(paths))
     return parse_derivations(proc.stdout.decode(), runner.name)
+
+
+class DerivationSource(Protocol):
+    """Where the RCA reads derivations: a ``DerivationSet`` or ``LazyDerivations``."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def missing(self) -> frozenset[str]: ...
+
+    def get(self, path: str) -> Derivation | None: ...
+
+    def ensure(self, paths: Iterable[str]) -> None: ...
+
+
+class LazyDerivations:
+    """Derivations read through ``runner`` on demand, in batches (one per ``ensure``)."""
+
+    def __init__(self, runner: CommandRunner) -> None:
+        self._runner = runner
+        self._drvs: dict[str, Derivation] = {}
+        self._missing: set[str] = set()
+        self.round_trips = 0
+
+    @property
+    def source(self) -> str:
+        return self._runner.name
+
+    @property
+    def missing(self) -> frozenset[str]:
+        return frozenset(self._missing)
+
+    @property
+    def fetched(self) -> int:
+        """How many derivations were read so far."""
+        return len(self._drvs)
+
+    def ensure(self, paths: Iterable[str]) -> None:
+        wanted = [
+            p
+            for p in dict.fromkeys(paths)
+            if p not in self._drvs and p not in self._missing and p.endswith(".drv")
+        ]
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start : start + BATCH]
+            proc = self._runner.run(derivations_query_command(chunk, recursive=False))
+            self.round_trips += 1
+            got = parse_derivations(proc.stdout.decode(), self._runner.name)
+            self._drvs.update(got.drvs)
+            self._missing.update(p for p in chunk if p not in got.drvs)
+
+    def get(self, path: str) -> Derivation | None:
+        if path not in self._drvs and path not in self._missing:
+            self.ensure([path])
+        return self._drvs.get(path)

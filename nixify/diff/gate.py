@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nixify.diff.closure import Closure
-from nixify.diff.derivations import DerivationSet
+from nixify.diff.derivations import DerivationSet, DerivationSource
 from nixify.diff.drift import DriftPolicy, DriftVerdict
 from nixify.diff.rca import RootCauseReport, explain
 from nixify.diff.versions import ClosureDiff, diff_closures
@@ -59,9 +59,9 @@ class GateReport:
 def closure_gate(
     running: Closure,
     candidate: Closure,
-    drvs: DerivationSet | None = None,
+    drvs: DerivationSource | None = None,
     policy: DriftPolicy | None = None,
-    candidate_drvs: DerivationSet | None = None,
+    candidate_drvs: DerivationSource | None = None,
 ) -> GateReport:
     """Compare the running closure with the candidate and judge the change.
 
@@ -72,7 +72,7 @@ def closure_gate(
     diff = diff_closures(running, candidate)
     rca = None
     if drvs is not None or candidate_drvs is not None:
-        old_set = drvs if drvs is not None else DerivationSet()
+        old_set: DerivationSource = drvs if drvs is not None else DerivationSet()
         rca = explain(diff, old_set, candidate_drvs if candidate_drvs is not None else old_set)
     verdict = (policy or DriftPolicy()).check(diff, rca)
     return GateReport(diff, rca, verdict)

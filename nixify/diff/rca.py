@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nixify.diff.closure import Closure
-from nixify.diff.derivations import Derivation, DerivationSet
+from nixify.diff.derivations import Derivation, DerivationSource
 from nixify.diff.names import split_drv_name
 from nixify.diff.versions import ClosureDiff, diff_closures
 from nixify.nix import store_path_name
@@ -240,7 +240,7 @@ class _Node:
 
 
 class _Walker:
-    def __init__(self, old_drvs: DerivationSet, new_drvs: DerivationSet) -> None:
+    def __init__(self, old_drvs: DerivationSource, new_drvs: DerivationSource) -> None:
         self.old_drvs = old_drvs
         self.new_drvs = new_drvs
         self.nodes: dict[Pair, _Node] = {}
@@ -254,19 +254,58 @@ class _Walker:
     def new(self, path: str) -> Derivation | None:
         return self.new_drvs.get(path) or self.old_drvs.get(path)
 
+    def ensure(self, old: Iterable[str], new: Iterable[str]) -> None:
+        """Fetch (lazily read sources) what the next step needs, in one batch per side."""
+        old, new = list(old), list(new)
+        if self.old_drvs is self.new_drvs:
+            self.old_drvs.ensure([*old, *new])
+        else:
+            self.old_drvs.ensure(old)
+            self.new_drvs.ensure(new)
+
     def walk(self, root: Pair) -> None:
+        """Analyse every changed pair below ``root``, level by level, then fold causes up."""
+        self.ensure([root[0]], [root[1]])
+        level = [root]
+        queued = {root}
+        while level:
+            # Each pair's analysis needs its changed inputs' derivations: fetch them together.
+            need_o: list[str] = []
+            need_n: list[str] = []
+            for o_path, n_path in level:
+                o, n = self.old(o_path), self.new(n_path)
+                if o is None or n is None:
+                    continue
+                pairs, removed, added = _pair_inputs(o.input_drvs, n.input_drvs)
+                for po, pn in pairs:
+                    if po != pn:
+                        need_o.append(po)
+                        need_n.append(pn)
+                need_o += removed
+                need_n += added
+            self.ensure(need_o, need_n)
+            following: list[Pair] = []
+            for pair in level:
+                node = self.nodes[pair] = self.analyse(pair)
+                for child in node.children:
+                    if child not in queued:
+                        queued.add(child)
+                        following.append(child)
+            level = following
+        self.fold(root)
+
+    def fold(self, root: Pair) -> None:
+        """Each pair's causes: its own, and those of every pair below it (post-order)."""
         stack: list[tuple[Pair, bool]] = [(root, False)]
         while stack:
             pair, expanded = stack.pop()
             if pair in self.done:
                 continue
+            node = self.nodes[pair]
             if not expanded:
-                node = self.nodes.get(pair) or self.analyse(pair)
-                self.nodes[pair] = node
                 stack.append((pair, True))
                 stack.extend((c, False) for c in node.children if c not in self.done)
                 continue
-            node = self.nodes[pair]
             causes: set[Pair] = {pair} if node.changes else set()
             for child in node.children:
                 causes |= self.done.get(child, frozenset())
@@ -299,14 +338,14 @@ class _Walker:
         children: list[Pair] = []
         pairs, removed, added = _pair_inputs(o.input_drvs, n.input_drvs)
         for po, pn in pairs:
+            if po == pn:
+                continue  # the same input: its paths read the same on both sides
             label = _path_name(po)
             do, dn = self.old(po), self.new(pn)
             for d, tokens in ((do, tokens_o), (dn, tokens_n)):
                 if d is not None:
                     for out_name, out_path in d.outputs.items():
                         tokens[out_path] = f"<{label}.{out_name}>"
-            if po == pn:
-                continue
             if do is not None and dn is not None and dict(do.outputs) == dict(dn.outputs):
                 continue  # e.g. a fixed-output input with the same hash: nothing downstream moved
             children.append((po, pn))
@@ -394,40 +433,49 @@ class _Walker:
                 tokens[out] = ""
 
     def subtree_outputs(
-        self, root: str, drvs: DerivationSet, fallback: DerivationSet, keep: Callable[[str], bool]
+        self,
+        root: str,
+        drvs: DerivationSource,
+        fallback: DerivationSource,
+        keep: Callable[[str], bool],
     ) -> set[str]:
         """Output paths of ``root`` and of everything below it that ``keep`` accepts."""
         out: set[str] = set()
         seen = {root}
-        todo = [root]
-        while todo:
-            current = todo.pop()
-            d = drvs.get(current) or fallback.get(current)
-            if d is None:
-                continue
-            outs = [p for p in d.outputs.values() if p]
-            kept = [p for p in outs if keep(p)]
-            if outs and not kept:
-                continue  # every output is in the other closure: nothing changed below
-            out.update(kept)
-            for inp in d.input_drvs:
-                if inp not in seen:
-                    seen.add(inp)
-                    todo.append(inp)
-            out.update(s for s in d.input_srcs if keep(s))
+        level = [root]
+        while level:
+            drvs.ensure(level)
+            following: list[str] = []
+            for current in level:
+                d = drvs.get(current) or fallback.get(current)
+                if d is None:
+                    continue
+                outs = [p for p in d.outputs.values() if p]
+                kept = [p for p in outs if keep(p)]
+                if outs and not kept:
+                    continue  # every output is in the other closure: nothing changed below
+                out.update(kept)
+                out.update(s for s in d.input_srcs if keep(s))
+                for inp in d.input_drvs:
+                    if inp not in seen:
+                        seen.add(inp)
+                        following.append(inp)
+            level = following
         return out
 
 
 def explain(
     diff_or_closures: ClosureDiff | tuple[Closure, Closure],
-    old_drvs: DerivationSet,
-    new_drvs: DerivationSet | None = None,
+    old_drvs: DerivationSource,
+    new_drvs: DerivationSource | None = None,
 ) -> RootCauseReport:
     """Attribute every path that changed between two closures to its leaf causes.
 
     ``old_drvs``/``new_drvs`` hold the derivations of the old and the new
-    closure (the same set when one builder has both); missing ones only make
-    the affected paths unexplained, with the reason.
+    closure (the same set when one builder has both): a ``DerivationSet``
+    read beforehand, or ``LazyDerivations`` that reads only what the walk
+    reaches. Missing ones only make the affected paths unexplained, with the
+    reason.
     """
     if isinstance(diff_or_closures, ClosureDiff):
         diff = diff_or_closures
