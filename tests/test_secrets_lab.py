@@ -1,0 +1,130 @@
+"""Secrets end to end on the lab: provision, install on hosts, audit with real host keys."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pyrage
+import pytest
+from labkit import REPO, pyinfra, ssh
+
+from nixify import paths
+from nixify.inventory import load_fleet
+from nixify.lab import LabState
+from nixify.lab.control import fleet_for_state
+from nixify.secrets.audit import audit, trial_matrix
+from nixify.secrets.install import sops_binary_path
+from nixify.secrets.keys import identities_from_file
+from nixify.secrets.provision import HostKeyAndMounts, provision_lab_secrets
+from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
+from nixify.secrets.rekey import discover
+from nixify.secrets.sopsfile import SopsFile
+from nixify.secrets.ssh_to_age import private_key_to_age_identity
+
+pytestmark = pytest.mark.lab
+
+# the host's own /run, not the /tmp it shares with the machine
+PROBE = (
+    "cat > /run/nixify-probe.yaml; SOPS_AGE_KEY_CMD='python3 /var/lib/nixify/bin/host_identity.py "
+    "/etc/ssh/ssh_host_ed25519_key' {sops} decrypt /run/nixify-probe.yaml >/dev/null 2>&1; "
+    "rc=$?; rm -f /run/nixify-probe.yaml; exit $rc"
+)
+
+DEPLOY = """\
+from pyinfra.context import host
+
+from operations.secrets import install_secrets
+
+install_secrets(
+    name="Install secrets",
+    secrets_dir=host.data.secrets_dir,
+    mounts=list(host.data.secrets),
+    decrypter={decrypter!r},
+)
+"""
+
+
+def test_lab_secrets_install_and_blast_radius(
+    make_lab: Callable[[str, int, str], LabState], tmp_path: Path
+) -> None:
+    state = make_lab("secrets", 5, "127.0.38")
+    labdir = Path(state.dir)
+    fleet = fleet_for_state(load_fleet(paths.hosts_file(REPO)), state)
+    mounts = {h.name: list(fleet[h.name].secrets) for h in state.hosts}
+    secrets = labdir / "secrets"
+    op_file = labdir / "operator_age.txt"
+    provision_lab_secrets(
+        secrets,
+        {
+            h.name: HostKeyAndMounts(Path(h.host_key_pub).read_text(), mounts[h.name])
+            for h in state.hosts
+        },
+        op_file,
+    )
+    files = discover([secrets])
+    rel = {f: f.relative_to(secrets).as_posix() for f in files}
+    op = [i.identity for i in identities_from_file(op_file)]
+    plaintexts = {rel[f]: SopsFile.load(f).plaintext(op) for f in files}
+    values = [
+        m.group(1) for text in plaintexts.values() for m in re.finditer(r"^\w+: (\S+)$", text, re.M)
+    ]
+    assert len(values) == 2 * len(files)
+
+    deploy = tmp_path / "secrets_deploy.py"
+    deploy.write_text(DEPLOY.format(decrypter=sops_binary_path()))
+    first = pyinfra(state, "inventories/lab.py", str(deploy), "-y")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    for h in state.hosts:
+        link = ssh(state, h.name, "readlink /run/secrets").stdout.strip()
+        assert re.fullmatch(r"/run/secrets\.d/\d+", link)
+        for f in mounts[h.name]:
+            stat = ssh(state, h.name, f"stat -c '%a %U %G' /run/secrets/{f}").stdout.split()
+            assert stat == ["400", "root", "root"], (h.name, f, stat)
+            got = ssh(state, h.name, f"cat /run/secrets/{f}").stdout
+            assert got == plaintexts[f]
+        installed = ssh(state, h.name, "cd /run/secrets && find . -type f | sort").stdout.split()
+        assert installed == sorted(f"./{f}" for f in mounts[h.name])
+        # only encrypted files were uploaded
+        for f in mounts[h.name]:
+            head = ssh(state, h.name, f"cat /var/lib/nixify/secrets/{f}").stdout
+            assert "sops:" in head and not any(v in head for v in values)
+
+    # no plaintext value in pyinfra's output, even at -vvv
+    again = pyinfra(state, "inventories/lab.py", str(deploy), "-y", "-vvv")
+    assert again.returncode == 0
+    for out in (first.stdout + first.stderr, again.stdout + again.stderr):
+        leaked = [v for v in values if v in out]
+        assert not leaked
+    assert "already installed" in again.stdout + again.stderr  # idempotent: no new generation
+
+    # blast radius: every host key tried against every file equals the mounts
+    host_ids = {
+        h.name: pyrage.x25519.Identity.from_str(
+            private_key_to_age_identity(
+                Path(h.host_key_pub).with_suffix("").read_bytes(), where=h.name
+            )
+        )
+        for h in state.hosts
+    }
+    tried = trial_matrix(files, host_ids)
+    expected = {h: {str(f): rel[f] in mounts[h] for f in files} for h in host_ids}
+    assert tried == expected
+    report = audit(secrets, RecipientsRecord.load(secrets / RECORD_NAME), mounts)
+    assert report.ok, report.problems
+    assert report.matrix() == {h: {rel[f]: rel[f] in mounts[h] for f in files} for h in host_ids}
+
+    # and on a host itself, with the real sops: its own key opens what it mounts, nothing else
+    h = next(h for h in state.hosts if any(rel[f] not in mounts[h.name] for f in files))
+    foreign = next(f for f in files if rel[f] not in mounts[h.name])
+    own = secrets / mounts[h.name][0]
+    for f, should_open in ((own, True), (foreign, False)):
+        proc = subprocess.run(
+            ["ssh", *state.ssh_args(h.name), PROBE.format(sops=sops_binary_path())],
+            input=f.read_bytes(),
+            capture_output=True,
+        )
+        assert (proc.returncode == 0) is should_open, (h.name, rel[f], proc.stderr)
