@@ -48,6 +48,8 @@ def test_git_tree_scans_tracked_and_untracked_but_not_ignored(
     (repo / "run.log").write_text(ADDR)
     rc, doc = scan(capsys, str(repo))
     assert rc == 0 and doc["findings"] == []
+    rc, doc = scan(capsys, str(repo / ".venv"))  # named explicitly: scanned
+    assert rc == 1 and len(doc["findings"]) == 1  # type: ignore[arg-type]
     (repo / "new.nix").write_text(f'{{ a = "{ADDR}"; }}\n')  # untracked, not ignored
     rc, doc = scan(capsys, str(repo))
     assert rc == 1

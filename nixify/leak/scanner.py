@@ -179,12 +179,20 @@ def git_toplevel(path: Path) -> Path | None:
 
 
 def tree_files(path: Path) -> list[str]:
-    """The files under ``path`` the gate scans, as paths joined onto ``path``."""
+    """The files under ``path`` the gate scans, as paths joined onto ``path``.
+
+    In a git work tree: tracked files plus untracked ones git does not ignore.
+    A directory named explicitly that git ignores as a whole (``.lab/``) and
+    anything outside git: every regular file. Symlinks are not followed.
+    """
     if not path.exists():
         raise ConfigError(f"{path}: no such file or directory")
     if path.is_file():
         return [str(path)]
-    if git_toplevel(path) is not None:
+    ignored = subprocess.run(
+        ["git", "-C", str(path), "check-ignore", "-q", "."], capture_output=True
+    ).returncode == 0
+    if not ignored and git_toplevel(path) is not None:
         proc = subprocess.run(
             ["git", "-C", str(path), "ls-files", "-z", "--cached", "--others",
              "--exclude-standard", "--deduplicate"],
