@@ -1,0 +1,119 @@
+"""`nixify secrets ...` end to end on a temporary secrets tree (real keys, real sops)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from secrets_fixtures import sops, ssh_keygen
+
+from nixify.cli import main as nixify_main
+from nixify.secrets.provision import HostKeyAndMounts, provision_lab_secrets
+from nixify.secrets.recipients import RECORD_NAME
+from nixify.secrets.sopsfile import SopsFile
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    keys = {n: ssh_keygen(tmp_path / n) for n in ("nas", "dev", "builder")}
+    mounts = {"nas": ["common/ntp.yaml", "nas/smb.yaml"], "dev": ["common/ntp.yaml"], "builder": []}
+    secrets = tmp_path / "secrets"
+    provision_lab_secrets(
+        secrets,
+        {n: HostKeyAndMounts(k.public_line, mounts[n]) for n, k in keys.items()},
+        tmp_path / "op.txt",
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("SOPS_AGE_KEY", raising=False)
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "op.txt"))
+    monkeypatch.chdir(tmp_path)
+    return secrets
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = nixify_main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_decrypt_prints_what_sops_prints(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tree / "nas" / "smb.yaml"
+    rc, out, _ = run(capsys, "secrets", "decrypt", str(f))
+    assert rc == 0
+    assert out.encode() == sops(["decrypt", str(f)], tree.parent, tree.parent / "op.txt").stdout
+
+
+def test_mount_change_rules_check_rekey_audit(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "secrets", "rules", "--check", "--secrets-dir", str(tree))[0] == 0
+    assert run(capsys, "secrets", "audit", "--secrets-dir", str(tree))[0] == 0
+    # dev now mounts nas/smb.yaml too
+    (tree / "mounts.yaml").write_text(
+        "nas: [common/ntp.yaml, nas/smb.yaml]\ndev: [common/ntp.yaml, nas/smb.yaml]\nbuilder: []\n"
+    )
+    rc, out, _ = run(capsys, "secrets", "rules", "--check", "--secrets-dir", str(tree))
+    assert rc == 1 and "out of date" in out
+    assert run(capsys, "secrets", "rules", "--secrets-dir", str(tree))[0] == 0
+    rc, out, _ = run(capsys, "secrets", "check", "--secrets-dir", str(tree))
+    assert rc == 1
+    assert "nas/smb.yaml: lacks recipient dev that its rule names" in out
+    assert "needs rekey: nas/smb.yaml" in out
+    rc, out, _ = run(capsys, "secrets", "rekey", "--dry-run", str(tree))
+    assert rc == 0 and "would rekey nas/smb.yaml: +dev" in out
+    rc, out, _ = run(capsys, "secrets", "rekey", str(tree))
+    assert rc == 0 and "rekeyed nas/smb.yaml: +dev" in out and "1 rekeyed, 1 unchanged" in out
+    rc, out, _ = run(capsys, "secrets", "audit", "--json", "--secrets-dir", str(tree))
+    doc = json.loads(out)
+    assert rc == 0 and doc["ok"]
+    assert doc["matrix"]["dev"] == {"common/ntp.yaml": True, "nas/smb.yaml": True}
+    assert doc["matrix"]["builder"] == {"common/ntp.yaml": False, "nas/smb.yaml": False}
+    assert run(capsys, "secrets", "check", "--secrets-dir", str(tree))[0] == 0
+
+
+def test_rebuilt_host_is_reported_and_fixed_by_a_rekey(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp = tree.parent
+    (tmp / "nas").unlink()
+    (tmp / "nas.pub").unlink()
+    rebuilt = ssh_keygen(tmp / "nas")
+    rc, out, _ = run(
+        capsys, "secrets", "collect", "--secrets-dir", str(tree), "--host", f"nas={rebuilt.public}"
+    )
+    assert rc == 0 and "nas: host key changed" in out
+    rc, out, _ = run(capsys, "secrets", "check", "--secrets-dir", str(tree))
+    assert rc == 1
+    assert "host nas: host key changed since its secrets were keyed" in out
+    assert "keyed; rekey common/ntp.yaml nas/smb.yaml" in out
+    assert run(capsys, "secrets", "rules", "--secrets-dir", str(tree))[0] == 0
+    rc, out, _ = run(capsys, "secrets", "rekey", str(tree))
+    assert rc == 0 and "rekeyed nas/smb.yaml: +nas -nas (old key)" in out
+    assert run(capsys, "secrets", "check", "--secrets-dir", str(tree))[0] == 0
+    # the rebuilt host's derived identity decrypts with the real sops binary
+    ident = tmp / "nas.agekey"
+    rc, out, _ = run(capsys, "ssh-to-age", "--private-key", "-i", str(rebuilt.private))
+    ident.write_text(out)
+    assert sops(["decrypt", str(tree / "nas/smb.yaml")], tmp, ident).returncode == 0
+
+
+def test_bad_host_key_and_no_identity(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp = tree.parent
+    rsa = ssh_keygen(tmp / "rsa", kind="rsa")
+    record_before = (tree / RECORD_NAME).read_bytes()
+    rc, _, err = run(
+        capsys, "secrets", "collect", "--secrets-dir", str(tree), "--host", f"nas={rsa.public}"
+    )
+    assert rc == 2
+    assert "nas: host key is not ssh-ed25519 ('ssh-rsa')" in err and "Traceback" not in err
+    assert (tree / RECORD_NAME).read_bytes() == record_before
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE")
+    before = (tree / "nas/smb.yaml").read_bytes()
+    rc, _, err = run(capsys, "secrets", "rotate", str(tree / "nas/smb.yaml"))
+    assert rc == 2 and "no age identity found" in err
+    assert (tree / "nas/smb.yaml").read_bytes() == before
+    assert SopsFile.load(tree / "nas/smb.yaml").recipients
