@@ -26,7 +26,7 @@ HOOKS: tuple[str, ...] = ("pre-commit", "commit-msg", "pre-push")
 
 def default_nixify_cmd() -> str:
     """How the pre-push gate calls nixify: this interpreter, this package."""
-    return f"{shlex.quote(sys.executable)} -m nixify.cli"
+    return f"{shlex.quote(sys.executable)} -m nixify.gitgate"
 
 
 def hook_text(hook: str, nixify_cmd: str) -> str:
