@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyrage
 import pytest
-from secrets_fixtures import SAMPLE_JSON, SAMPLE_YAML, AgeKey, age_keygen, sops
+from secrets_fixtures import CORPUS, SAMPLE_JSON, SAMPLE_YAML, AgeKey, age_keygen, sops
 
 from nixify.secrets import yamlio
 from nixify.secrets.keys import identities_from_file
@@ -160,3 +160,16 @@ def test_wrong_identity_and_not_a_sops_file(tmp_path: Path, op: AgeKey) -> None:
     plain.write_text("a: 1\n")
     with pytest.raises(SopsError, match="not a sops file"):
         SopsFile.load(plain)
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_corpus_both_directions(tmp_path: Path, op: AgeKey, name: str) -> None:
+    text = CORPUS[name]
+    enc = _sops_encrypt(tmp_path, f"{name}.yaml", text, [op.recipient])
+    expected = sops(["decrypt", str(enc)], tmp_path, op.identity_file).stdout
+    # sops's file, read by nixify
+    assert SopsFile.load(enc).plaintext(_ids(op.identity_file)).encode() == expected
+    # nixify's file (from the plaintext, comments and all), read by sops
+    ours = tmp_path / f"ours.{name}.yaml"
+    ours.write_text(encrypt_tree(yamlio.load(text), "yaml", [op.recipient]))
+    assert sops(["decrypt", str(ours)], tmp_path, op.identity_file).stdout == expected

@@ -468,7 +468,7 @@ def encrypt_tree(
             return Comment(encrypt_value(value, key, _aad(path))) if value.text else value
         return encrypt_value(value, key, _aad(path))
 
-    tree = map_leaves(plain, leaf)
+    tree = _sequence_comments_as_items(map_leaves(plain, leaf))
     assert isinstance(tree, Branch)
     meta: dict[str, Any] = {
         "age": [{"recipient": r, "enc": encrypt_data_key(key, r)} for r in recipients],
@@ -481,6 +481,25 @@ def encrypt_tree(
     if fmt == "json":
         return jsonio.dump(doc)
     return yamlio.dump(doc)
+
+
+def _sequence_comments_as_items(node: Node) -> Node:
+    """Encrypted comments among sequence items become ``- ENC[...]`` items, as sops writes."""
+    if isinstance(node, Branch):
+        return Branch(
+            [e if isinstance(e, Comment) else (e[0], _sequence_comments_as_items(e[1]))
+             for e in node.entries]
+        )  # fmt: skip
+    if isinstance(node, list):
+        return [
+            i.text
+            if isinstance(i, Comment) and is_encrypted_value(i.text)
+            else i
+            if isinstance(i, Comment)
+            else _sequence_comments_as_items(i)
+            for i in node
+        ]
+    return node
 
 
 def _replace_yaml_age(

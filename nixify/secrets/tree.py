@@ -78,8 +78,12 @@ def map_leaves(node: Node, func: LeafFunc, path: list[str] | None = None) -> Nod
             if isinstance(item, Comment):
                 new = func(item, path)
                 items.append(new if isinstance(new, Comment) else Comment(str(new)))
-            else:
+            elif isinstance(item, (Branch, list)):
                 items.append(map_leaves(item, func, path))
+            else:
+                # a sequence item may turn into a comment: sops keeps comments among
+                # sequence items as items of type comment
+                items.append(func(item, path))
         return items
     result = func(node, path)
     if isinstance(result, Comment):

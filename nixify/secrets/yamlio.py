@@ -276,13 +276,12 @@ def load_document(text: str, where: str = "<yaml>") -> tuple[Branch, yaml.Node |
 
 def _is_printable(ch: str) -> bool:
     o = ord(ch)
+    # go-yaml's test: no NEL, nothing beyond the BMP (emoji are written as \U escapes)
     return (
         o == 0x0A
         or 0x20 <= o <= 0x7E
-        or o == 0x85
-        or (0xA0 <= o <= 0xD7FF)
+        or 0xA0 <= o <= 0xD7FF
         or (0xE000 <= o <= 0xFFFD and o != 0xFEFF)
-        or (0x10000 <= o <= 0x10FFFF)
     )
 
 

@@ -6,6 +6,7 @@ into the test's tmp dir by ``age-keygen`` / ``ssh-keygen``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -112,3 +113,36 @@ strip: |-
 SAMPLE_JSON = """{"a": "x", "b": {"c": 1, "d": [1, 2.5, true, "s", null]},
  "h": "<a&b>", "n": [1e21, 1e-7, 100, -0.0], "e": {}, "l": []}
 """
+
+
+
+# Strings that exercise go-yaml's quoting and escaping rules, one value each.
+_SPECIAL_STRINGS = [
+    "~", "null", "1e3", "0x1F", ".5", "+1", "1_000", "-", "?", "- x", "@x", "`x", "|", ">",
+    "!", "&a", "*a", "%x", "'q'", '"dq"', "x ", "x\n", "x\n\n", "\nx", "a\tb", "\u00e9\U0001f600",
+    "\x01z", "true", "False", "0o17", "0b11", "1.0", "-.inf", ".NaN",
+    "2001-12-14T21:59:43.10-05:00", "12:30:45", "1:20", "0123", "08", "-0", "+.5e3", "a #b",
+    "a# b", "a:b", "http://x.y/z?q=1", "[x]", "{y}", "x,y", "x]", "#x", "x:", " x", "x  y",
+    "multi\nline\nno end", "trail \nspace", "a'b", "\\\\back",
+]  # fmt: skip
+
+# Documents that exercise go-yaml's quoting, escaping, number and comment rules.
+CORPUS: dict[str, str] = {
+    "keys": 'yes: 1\n"123": a\n"null": b\n"a b": c\n"k: x": d\n"~": e\n',
+    "specials": "".join(
+        f"v{i}: {json.dumps(v, ensure_ascii=False)}\n" for i, v in enumerate(_SPECIAL_STRINGS)
+    ),
+    "longline": "k: " + " ".join(["lorem"] * 30) + "\n",
+    "nested_comments": (
+        "# head\na:\n  # inside a\n  b: 1\n  # foot of a\nc:\n  - 1\n  # between items\n"
+        "  - 2\n  # end of list\n# end\n"
+    ),
+    "docstart": "---\na: 1\n",
+    "empty_things": "a: {}\nb: []\nc:\n  - {}\n  - []\n  - - - deep\nd: ''\n",
+    "blank_lines": "a: 1\n\n\nb: 2\n",
+    "flow": "a: [1, two, {x: y}]\nb: {c: d, e: [f]}\n",
+    "numbers": (
+        "a: 9223372036854775807\nb: -9223372036854775808\nc: 1.7976931348623157e308\n"
+        "d: 5e-324\ne: 1e21\nf: 123456789.123\ng: 0.000001\nh: 100000000000000000000.0\n"
+    ),
+}
