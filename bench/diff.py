@@ -16,7 +16,16 @@ and checks that the version findings are identical (and the whole
 diff-closures report, line for line). Prints medians and ratios to the
 baseline; exits 1 if the findings differ.
 
-    .venv/bin/python bench/diff.py [--groups 100 --per-group 99 --changed 5 --runs 7]
+With ``--rca N`` it also builds two derivation closures (bench/diff_rca.nix:
+N packages over one base library whose environment changed, plus N untouched
+ones; about N * 0.05 s to build) and times the RCA, with the derivations read
+
+  baseline   eagerly: nix show-derivation --recursive of both roots, then explain
+  lazy       LazyDerivations: only what the walk reaches, one batch per level
+
+checking that both name the same single cause with the same consequences.
+
+    .venv/bin/python bench/diff.py [--groups 100 --per-group 99 --changed 5 --runs 7 --rca 0]
 """
 
 from __future__ import annotations
@@ -30,8 +39,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nixify.diff import LocalStoreDatabase, diff_closures
-from nixify.nix import nix_environ
+from nixify.diff import (
+    LazyDerivations,
+    LocalStoreDatabase,
+    derivations_query_command,
+    diff_closures,
+    explain,
+    query_closure,
+    query_derivations,
+)
+from nixify.nix import LocalRunner, nix_environ
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -88,8 +105,64 @@ def main() -> int:
     ap.add_argument("--per-group", type=int, default=99)
     ap.add_argument("--changed", type=int, default=5)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--rca", type=int, default=0, metavar="N", help="also bench the RCA")
     args = ap.parse_args()
+    ok = version_bench(args)
+    if args.rca:
+        ok = rca_bench(args.rca, args.runs) and ok
+    return 0 if ok else 1
 
+
+def rca_bench(n: int, runs: int) -> bool:
+    t = time.perf_counter()
+    roots = []
+    for variant in ("1", "2"):
+        proc = subprocess.run(
+            ["nix-build", str(HERE / "diff_rca.nix"), "--no-out-link",
+             "--arg", "n", str(n), "--arg", "unchanged", str(n), "--argstr", "variant", variant],
+            capture_output=True, text=True, env=nix_environ(), check=True,
+        )  # fmt: skip
+        roots.append(proc.stdout.strip())
+    print(f"\nRCA: closures built in {time.perf_counter() - t:.1f} s")
+    runner = LocalRunner()
+    old, new = (query_closure(runner, r) for r in roots)
+    diff = diff_closures(old, new)
+    drvs = [c.paths[c.root].deriver or "" for c in (old, new)]
+
+    def eager() -> object:
+        return explain(diff, query_derivations(runner, drvs))
+
+    lazy_sources: list[LazyDerivations] = []
+
+    def lazy() -> object:
+        lazy_sources.append(LazyDerivations(runner))
+        return explain(diff, lazy_sources[-1])
+
+    e_time, e_rep = timed(eager, runs)
+    l_time, l_rep = timed(lazy, runs)
+    all_drvs = len(query_derivations(runner, drvs).drvs)
+    eager_bytes = len(runner.run(derivations_query_command(drvs)).stdout)
+    src = lazy_sources[-1]
+
+    def shape(rep: object) -> list[tuple[str, int, int]]:
+        return [(c.name, len(c.consequences), len(c.removes)) for c in rep.causes]  # type: ignore[attr-defined]
+
+    same = shape(e_rep) == shape(l_rep) and len(shape(l_rep)) == 1
+    print(f"  paths {len(new.paths)}, changed {len(diff.added_paths)}; derivations {all_drvs}")
+    print(
+        f"  {'eager show-derivation -r':<26} {e_time * 1000:8.1f} ms   1.00x   (baseline;"
+        f" {all_drvs} .drv, {eager_bytes / 1024:.0f} KiB read)"
+    )
+    print(
+        f"  {'LazyDerivations':<26} {l_time * 1000:8.1f} ms   {l_time / e_time:5.2f}x"
+        f"   ({src.fetched} .drv, {src.bytes_read / 1024:.0f} KiB read,"
+        f" {src.round_trips} round trips)"
+    )
+    print(f"  causes: {shape(l_rep)}; eager and lazy agree: {same}")
+    return same
+
+
+def version_bench(args: argparse.Namespace) -> bool:
     t = time.perf_counter()
     old = make_closure("old", args.groups, args.per_group, args.changed)
     new = make_closure("new", args.groups, args.per_group, args.changed)
@@ -134,7 +207,7 @@ def main() -> int:
         f"\nversion findings: {len(findings(nix_text))} names; identical: {same_findings}; "
         f"CLI identical: {via_cli}; whole report identical: {same_text}"
     )
-    return 0 if same_findings and same_text and via_cli else 1
+    return same_findings and same_text and via_cli
 
 
 if __name__ == "__main__":

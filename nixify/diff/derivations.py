@@ -29,13 +29,16 @@ from nixify.nix import CommandRunner, is_store_path, store_path_name
 _MISSING = "missing\t"
 _SEPARATOR = "--- nixify derivations ---"
 
-# POSIX sh: keep the present .drv files in "$@", report the others, then print.
+# POSIX sh: report the absent .drv files, then print the present ones. Only
+# when some are absent does it rebuild "$@" without them (quadratic in dash,
+# so not on the common path).
 _QUERY_SCRIPT = f"""
-for d do
-  shift
-  if [ -e "$d" ]; then set -- "$@" "$d"; else printf '{_MISSING}%s\\n' "$d"; fi
-done
+absent=0
+for d do [ -e "$d" ] || {{ printf '{_MISSING}%s\\n' "$d"; absent=1; }}; done
 echo '{_SEPARATOR}'
+if [ "$absent" = 1 ]; then
+  for d do shift; if [ -e "$d" ]; then set -- "$@" "$d"; fi; done
+fi
 if [ "$#" -eq 0 ]; then echo '{{}}'; exit 0; fi
 exec nix {" ".join(NIX_QUERY_FLAGS)} show-derivation RECURSIVE "$@"
 """
@@ -184,6 +187,7 @@ class LazyDerivations:
         self._drvs: dict[str, Derivation] = {}
         self._missing: set[str] = set()
         self.round_trips = 0
+        self.bytes_read = 0
 
     @property
     def source(self) -> str:
@@ -208,6 +212,7 @@ class LazyDerivations:
             chunk = wanted[start : start + BATCH]
             proc = self._runner.run(derivations_query_command(chunk, recursive=False))
             self.round_trips += 1
+            self.bytes_read += len(proc.stdout)
             got = parse_derivations(proc.stdout.decode(), self._runner.name)
             self._drvs.update(got.drvs)
             self._missing.update(p for p in chunk if p not in got.drvs)
