@@ -235,3 +235,26 @@ def test_gate_steps_from_the_nixify_cli(repo: Path, tmp_path: Path) -> None:
     on_main = subprocess.run([nixify, "gate", "pre-commit"], cwd=repo, capture_output=True,
                              text=True, env=env_for(None))
     assert on_main.returncode == 1 and "protected" in on_main.stderr
+
+
+def test_agent_cannot_delete_another_agents_branch(repo: Path, remote: Path) -> None:
+    run(repo, "checkout", "-q", "-b", "gemini/feat/theirs")
+    commit(repo, "t.txt", "feat: theirs")
+    run(repo, "push", "-q", "origin", "gemini/feat/theirs", actor="gemini")
+    proc = run(repo, "push", "origin", "--delete", "gemini/feat/theirs", actor="claude", ok=False)
+    assert proc.returncode != 0 and "belongs to gemini" in proc.stderr
+    run(repo, "push", "-q", "origin", "--delete", "gemini/feat/theirs", actor="gemini")
+
+
+def test_pre_push_command_with_spaces_in_the_interpreter_path(
+    repo: Path, remote: Path, tmp_path: Path
+) -> None:
+    spaced = tmp_path / "dir with space"
+    spaced.mkdir()
+    (spaced / "py").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (spaced / "py").chmod(0o755)
+    install_hooks(repo, nixify_cmd=f"'{spaced / 'py'}' -m nixify.gitgate")
+    run(repo, "checkout", "-q", "-b", "claude/fix/spaces")
+    commit(repo, "s.txt", "fix: spaces")
+    proc = run(repo, "push", "-q", "origin", "claude/fix/spaces")
+    assert "leak scan of the pushed objects: clean" in proc.stderr

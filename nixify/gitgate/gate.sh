@@ -178,6 +178,10 @@ case $cmd in
             if is_protected "$name" && ! is_operator; then
               say "refused: deleting protected branch '$name' (actor: $(who))."
               status=1
+            elif ! is_operator && [ -n "$actor" ] && in_list "$actor" $agents \
+                && [ "${name%%/*}" != "$actor" ] && in_list "${name%%/*}" $agents; then
+              say "refused: '$name' belongs to ${name%%/*}; $actor does not delete it."
+              status=1
             fi
             continue
           fi
@@ -211,8 +215,8 @@ EOREFS
       say "refused: push-time validation needs nixify (NIXIFY_CMD unset; re-run nixify hooks install)."
       exit 1
     fi
-    # shellcheck disable=SC2086
-    printf '%s\n' "$refs" | $NIXIFY_CMD gate validate --remote "$remote" || exit 1
+    # NIXIFY_CMD is shell-quoted by `nixify hooks install`: eval honours the quoting.
+    printf '%s\n' "$refs" | eval "$NIXIFY_CMD"' gate validate --remote "$remote"' || exit 1
     ;;
   *)
     say "usage: nixify-gate pre-commit | commit-msg FILE | pre-push REMOTE [URL]"
