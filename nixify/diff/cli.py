@@ -121,12 +121,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if verdict is None or verdict.ok else 1
 
 
+_DESCRIPTION = """\
+Compare two closures: package versions (as `nix store diff-closures` groups
+them), added and removed packages, rebuilds, sizes; with --rca, the root cause
+of every change, from the derivations.
+
+OLD and NEW are store paths, profiles or generation links (resolved), or
+HOST:current (the host's /run/current-system) or HOST:PATH, read over ssh:
+only the closure's path metadata crosses the wire.
+
+Exit status: 0, or 1 when --expect is given and something else changed,
+2 on bad input (a path that is not in the store, does not exist, or was
+garbage-collected)."""
+
+
 def register(subparsers: Any) -> None:
     """Add ``nixify diff`` to the ``nixify`` command line."""
     p = subparsers.add_parser(
         "diff",
         help="compare two closures: versions, sizes, and (--rca) the root causes",
-        description=__doc__,
+        description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("old", metavar="OLD", help="store path, profile/generation link, HOST:current")
