@@ -258,3 +258,15 @@ def test_pre_push_command_with_spaces_in_the_interpreter_path(
     commit(repo, "s.txt", "fix: spaces")
     proc = run(repo, "push", "-q", "origin", "claude/fix/spaces")
     assert "leak scan of the pushed objects: clean" in proc.stderr
+
+
+def test_push_honours_the_leak_allowlist(repo: Path, remote: Path) -> None:
+    from nixify.leak.scanner import fingerprint
+
+    addr = ".".join(["10", "20", "30", "40"])
+    run(repo, "checkout", "-q", "-b", "claude/docs/example")
+    commit(repo, "example.md", "docs: example", content=f"e.g. {addr}\n")
+    assert run(repo, "push", "origin", "claude/docs/example", ok=False).returncode != 0
+    commit(repo, ".leak-allowlist", "docs: allow the example",
+           content=f"example.md private-ipv4 {fingerprint(addr.encode())} documented example\n")
+    run(repo, "push", "-q", "origin", "claude/docs/example")
