@@ -20,6 +20,7 @@ from pyinfra.context import host
 from pyinfra.operations import files
 
 from nixify.errors import ConfigError
+from nixify.secrets.audit import stale_mounts
 from nixify.secrets.install import (
     HELPER_REMOTE,
     HOST_KEY,
@@ -31,6 +32,7 @@ from nixify.secrets.install import (
 )
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
 from nixify.secrets.sopsfile import SopsFile
+from nixify.secrets.ssh_to_age import recipient_of_public_line
 
 HOST_KEY_PUB = HOST_KEY + ".pub"
 
@@ -67,6 +69,30 @@ def record_host_key(secrets_dir: str | Path, name: str, line: str) -> str | None
     if change is not None:
         record.save(path)
     return change
+
+
+def host_key_check(secrets_dir: str | Path, mounts: Sequence[str]) -> list[str]:
+    """Problems with this host's key, read live by ``SshHostKey``; empty when all is well.
+
+    Names a host whose key changed since its secrets were keyed (a rebuilt host)
+    and the files that need a rekey. The deploy runs it before ``install_secrets``.
+    """
+    line = host.get_fact(SshHostKey)
+    if line is None:
+        return [f"{host.name}: no ed25519 host key at {HOST_KEY_PUB}"]
+    recipient = recipient_of_public_line(line, where=host.name)
+    problems = []
+    record = RecipientsRecord.load(Path(secrets_dir) / RECORD_NAME)
+    known = record.hosts.get(host.name)
+    if known is not None and known.age != recipient:
+        problems.append(
+            f"{host.name}: host key changed since it was recorded (rebuilt host?); "
+            "run `nixify secrets collect`, `rules` and `rekey`"
+        )
+    stale = stale_mounts(Path(secrets_dir), host.name, recipient, mounts)
+    if stale:
+        problems.append(f"{host.name}: not keyed to its current host key: {' '.join(stale)}")
+    return problems
 
 
 @operation()

@@ -9,9 +9,11 @@ import pytest
 from secrets_fixtures import sops, ssh_keygen
 
 from nixify.cli import main as nixify_main
+from nixify.secrets.audit import stale_mounts
 from nixify.secrets.provision import HostKeyAndMounts, provision_lab_secrets
 from nixify.secrets.recipients import RECORD_NAME
 from nixify.secrets.sopsfile import SopsFile
+from nixify.secrets.ssh_to_age import recipient_of_public_line
 
 
 @pytest.fixture
@@ -88,9 +90,13 @@ def test_rebuilt_host_is_reported_and_fixed_by_a_rekey(
     assert rc == 1
     assert "host nas: host key changed since its secrets were keyed" in out
     assert "keyed; rekey common/ntp.yaml nas/smb.yaml" in out
+    new_rcpt = recipient_of_public_line(rebuilt.public_line)
+    nas_mounts = ["common/ntp.yaml", "nas/smb.yaml"]
+    assert stale_mounts(tree, "nas", new_rcpt, nas_mounts) == nas_mounts  # what the deploy asks
     assert run(capsys, "secrets", "rules", "--secrets-dir", str(tree))[0] == 0
     rc, out, _ = run(capsys, "secrets", "rekey", str(tree))
     assert rc == 0 and "rekeyed nas/smb.yaml: +nas -nas (old key)" in out
+    assert stale_mounts(tree, "nas", new_rcpt, nas_mounts) == []
     assert run(capsys, "secrets", "check", "--secrets-dir", str(tree))[0] == 0
     # the rebuilt host's derived identity decrypts with the real sops binary
     ident = tmp / "nas.agekey"

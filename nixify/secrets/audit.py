@@ -181,3 +181,18 @@ def mounts_from_fleet(hosts_file: Path) -> dict[str, list[str]]:
     except FileNotFoundError as exc:
         raise ConfigError(f"{hosts_file}: no such inventory") from exc
     return {h.name: list(h.secrets) for h in fleet}
+
+
+def stale_mounts(secrets_dir: Path, host: str, recipient: str, mounts: Sequence[str]) -> list[str]:
+    """The files ``host`` mounts that are not keyed to ``recipient`` (its current key).
+
+    The deploy calls this with the key the host-key fact just read: a non-empty
+    answer means the host was rebuilt (or never keyed) and those files need a rekey
+    before its secrets can be installed.
+    """
+    stale = []
+    for rel in mounts:
+        sf = SopsFile.load(secrets_dir / rel)
+        if recipient not in sf.recipients:
+            stale.append(rel)
+    return stale

@@ -255,6 +255,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_lab_provision(args: argparse.Namespace) -> int:
+    from nixify.lab.state import default_dir
+    from nixify.secrets.provision import LAB_OPERATOR_IDENTITY, provision_lab
+
+    lab_dir = Path(args.dir) if args.dir else default_dir()
+    result = provision_lab(lab_dir)
+    print(
+        f"{lab_dir / 'secrets'}: {len(result.created)} created, "
+        f"{result.rekey.count('rekeyed')} rekeyed, {result.rekey.count('unchanged')} unchanged; "
+        f"operator identity {lab_dir / LAB_OPERATOR_IDENTITY}"
+    )
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, mounts: bool = True) -> None:
     p.add_argument("--secrets-dir", default="secrets", help="the secrets directory (secrets/)")
     if mounts:
@@ -302,6 +316,16 @@ def _register_actions(sub: Any) -> None:
     _common(a)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_audit)
+
+    _register_lab(sub)
+
+
+def _register_lab(sub: Any) -> None:
+    lp = sub.add_parser(
+        "lab-provision", help="generate the lab's secrets tree from its host keys (idempotent)"
+    )
+    lp.add_argument("--dir", help="the lab directory (default $NIXIFY_LAB_DIR)")
+    lp.set_defaults(func=cmd_lab_provision)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

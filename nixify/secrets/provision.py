@@ -139,3 +139,27 @@ def provision_lab_secrets(
         errors = [r.error for r in result.rekey.results if r.status == "error"]
         raise ConfigError("provision: rekey failed: " + "; ".join(errors))
     return result
+
+
+LAB_OPERATOR_IDENTITY = "operator_age.txt"
+
+
+def provision_lab(lab_dir: Path, hosts_file: Path | None = None) -> ProvisionResult:
+    """Provision ``<lab_dir>/secrets`` from a running lab's host keys and the fleet's mounts.
+
+    The operator's age identity is ``<lab_dir>/operator_age.txt`` (made on first use).
+    """
+    from nixify import paths
+    from nixify.inventory import load_fleet
+    from nixify.lab import LabState
+    from nixify.lab.control import fleet_for_state
+
+    state = LabState.load(lab_dir)
+    if state is None:
+        raise ConfigError(f"no lab in {lab_dir}: run `nixify lab up` first")
+    fleet = fleet_for_state(load_fleet(hosts_file or paths.hosts_file()), state)
+    hosts = {
+        h.name: HostKeyAndMounts(Path(h.host_key_pub).read_text(), tuple(fleet[h.name].secrets))
+        for h in state.hosts
+    }
+    return provision_lab_secrets(lab_dir / "secrets", hosts, lab_dir / LAB_OPERATOR_IDENTITY)

@@ -40,6 +40,7 @@ ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
 ARMOR_END = "-----END AGE ENCRYPTED FILE-----"
 SOPS_VERSION = "3.11.0"
 DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted"
+UNSUPPORTED_SUFFIXES = {".env": "dotenv", ".ini": "INI", ".bin": "binary"}
 _ENC = re.compile(r"^ENC\[AES256_GCM,data:([^,]*),iv:([^,]*),tag:([^,]*),type:([a-z]+)\]$")
 
 
@@ -262,6 +263,11 @@ class SopsFile:
     @classmethod
     def load(cls, path: Path | str) -> SopsFile:
         p = Path(path)
+        if p.suffix in UNSUPPORTED_SUFFIXES:
+            raise SopsError(
+                f"{p}: sops {UNSUPPORTED_SUFFIXES[p.suffix]} files are not handled by nixify "
+                "(YAML and JSON only); keep this secret as .yaml or .json"
+            )
         try:
             text = p.read_text()
         except OSError as exc:
