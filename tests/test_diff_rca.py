@@ -51,6 +51,10 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "fixed-url": base(fixed={"content": "hello", "hash": HELLO, "url": "https://mirror.invalid/x"}),
     "compiler": base(cc={"name": "cc-9.1", "buildOnly": True, "payload": "cc 9.1"}),
     "added": base(extra=[{"name": "newpkg-0.1", "deps": ["lib-1.0"]}]),
+    "multi": base(extra=[{"name": "multi-1.0", "outputs": ["out", "bin"], "env": {"X": "1"}}]),
+    "multi-changed": base(
+        extra=[{"name": "multi-1.0", "outputs": ["out", "bin"], "env": {"X": "2"}}]
+    ),
     "svc-builder": base(svc_env={"LOGLEVEL": "info", "builder": "/usr/bin/sh"}),
     "lib-renamed": base(lib={"name": "libnew-1.0", "env": {"PATCHES": "none"}}),
 }
@@ -132,6 +136,15 @@ def test_changed_builder_is_named(roots: dict[str, str]) -> None:
         (c.kind, c.field, c.old, c.new) for c in cause.changes
     ]
     assert "builder: '/bin/sh' -> '/usr/bin/sh'" in report.render()
+
+
+def test_every_output_of_a_changed_derivation(roots: dict[str, str]) -> None:
+    report = rca(roots, "multi", "multi-changed")
+    (cause,) = report.causes
+    assert cause.name == "multi-1.0" and [(c.field, c.old, c.new) for c in cause.changes] == [
+        ("X", "1", "2")
+    ]
+    assert names(cause.consequences) == {"multi-1.0", "multi-1.0-bin", "system"}
 
 
 def test_two_independent_causes(roots: dict[str, str]) -> None:

@@ -25,6 +25,7 @@ BASE: list[dict[str, Any]] = [
     {"name": "small-1.0", "size": 100},
     {"name": "libc-2.37-lib64"},
     {"name": "gcc-12.3.0-dev"},
+    {"name": "multi-1.0", "outputs": ["out", "bin", "dev"]},
 ]
 
 
@@ -72,6 +73,9 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
             "hello-world": {"name": "hello-there"},
         },
         [],
+    ),
+    "multi-output": _variant(
+        {"multi-1.0": {"name": "multi-1.1", "outputs": ["out", "bin"], "size": 9000}}, []
     ),
     "odd-names": _variant(
         {},
@@ -127,7 +131,7 @@ def test_expected_findings(roots: dict[str, str]) -> None:
     js = moved.to_json()
     assert js["added"] == [{"name": "newpkg", "versions": ["0.9"], "size": js["added"][0]["size"]}]
     assert js["removed"][0]["name"] == "oldpkg"
-    assert js["closure"]["old_paths"] == js["closure"]["new_paths"] == len(BASE) + 1
+    assert js["closure"]["old_paths"] == js["closure"]["new_paths"] == len(BASE) + 3
 
     rebuild = _diff(base, roots["rebuild-same-version"])
     assert rebuild.version_findings() == {}

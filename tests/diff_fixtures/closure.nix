@@ -4,7 +4,8 @@
 #   env ? { }; source ? null (text stored with builtins.toFile, an input source);
 #   fixed ? null ({ content; hash; url } -> a fixed-output input);
 #   buildDeps ? [ names ] (used at build time only, not referenced at run time);
-#   buildOnly ? false (left out of the root, so only build-time users see it) }.
+#   buildOnly ? false (left out of the root, so only build-time users see it);
+#   outputs ? [ "out" ] (every output is written, and all are in the root) }.
 # Every package becomes one derivation whose output references its deps; the
 # root ("system" unless rootName says otherwise) references every package, so
 # the closure holds them all.
@@ -37,6 +38,7 @@ let
     args = [
       "-c"
       ''
+        for o in $outputs; do d=$(printenv "$o"); mkdir -p "$d"; echo "$o" > "$d/output"; done
         mkdir -p $out
         printf '%s\n' "$payload" > $out/payload
         head -c "$size" /dev/zero > $out/blob
@@ -46,7 +48,7 @@ let
         for t in $buildInputs; do cat "$t/payload" >> $out/built-with; done
       ''
     ];
-  } // (spec.env or { }));
+  } // (if spec ? outputs then { outputs = spec.outputs; } else { }) // (spec.env or { }));
   drvs = builtins.listToAttrs (map (s: { name = s.name; value = build s; }) packages);
 in
 derivation ({
@@ -54,6 +56,7 @@ derivation ({
   builder = sh;
   system = "x86_64-linux";
   PATH = "/usr/bin:/bin";
-  refs = map (s: drvs.${s.name}) (builtins.filter (s: !(s.buildOnly or false)) packages);
+  refs = builtins.concatMap (s: map (o: drvs.${s.name}.${o}) (s.outputs or [ "out" ]))
+    (builtins.filter (s: !(s.buildOnly or false)) packages);
   args = [ "-c" "mkdir -p $out && printf '%s\\n' $refs > $out/refs" ];
 } // rootEnv)
