@@ -80,6 +80,27 @@ def test_host_current_over_ssh(
     js = json.loads(capsys.readouterr().out)
     assert rc == 0 and js["rca"]["causes"] and js["rca"]["counts"]["unexplained_paths"] == 0
 
+    # Derivations read on a host that does not have them: the version diff
+    # stands, and the RCA names what it could not explain and why.
+    rc = main(
+        [
+            "diff",
+            f"{a.name}:current",
+            f"{b.name}:current",
+            "--ssh-config",
+            lab.ssh_config,
+            "--rca",
+            "--drvs-from",
+            b.name,
+            "--json",
+        ]
+    )
+    js = json.loads(capsys.readouterr().out)
+    assert rc == 0 and js["rca"]["causes"] == []
+    assert js["counts"]["changed"] + js["counts"]["added"] + js["counts"]["removed"] > 0
+    reasons = {u["reason"] for u in js["rca"]["unexplained"]}
+    assert reasons and all(f"not available on {b.name}" in r for r in reasons)
+
     # Bad input on the host names the host and the path.
     with pytest.raises(
         ConfigError, match=f"{a.name}: /nix/store/n{{32}}-gone is not valid in the store"

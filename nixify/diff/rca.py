@@ -538,8 +538,11 @@ def explain(
         deriver = closure.paths[path].deriver
         if deriver is None:
             return "no deriver recorded for this path (substituted from a cache?)"
-        if deriver in missing or f"drv:{deriver}" in walker.reasons:
-            return f"its derivation {deriver} is not available (no .drv)"
+        if f"drv:{deriver}" in walker.reasons:
+            return walker.reasons[f"drv:{deriver}"]
+        if deriver in missing:
+            where = new_set.source if closure is diff.new else old_drvs.source
+            return f"derivation {deriver} is not available on {where} (no .drv)"
         if walker.blocked:
             return f"the walk could not go on where {walker.blocked[0]}"
         return "not reached from the root derivation by the walk"
