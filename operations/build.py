@@ -14,8 +14,10 @@ import hashlib
 import io
 import re
 import shlex
+import shutil
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nixify.diff.derivations import DerivationSet, parse_derivations
+from nixify.errors import ConfigError
 from nixify.inventory import HostData, ssh_args_from_data
 from nixify.pipeline.builders import (
     PROBE_COMMAND,
@@ -34,6 +38,7 @@ from nixify.pipeline.builders import (
 
 SRC_DIR = "/var/lib/nixify/src"
 BUILD_ROOTS = "/var/lib/nixify/builds"
+_SEP = "--nixify-section--"
 _BUILDING = re.compile(r"^building '(/nix/store/[^']+\.drv)'")
 
 
@@ -58,10 +63,41 @@ def host_data_model(data: Any, name: str) -> HostData:
     return HostData.model_validate(fields)
 
 
+_CONTROL_DIR = tempfile.mkdtemp(prefix="nixify-ssh-")
+_MASTERS: dict[str, list[str]] = {}
+
+
+def _multiplexed(args: Sequence[str]) -> list[str]:
+    """Reuse one SSH connection per builder for the run (closed by ``close_masters``)."""
+    opts = [
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        f"ControlPath={_CONTROL_DIR}/%C",
+        "-o",
+        "ControlPersist=120",
+    ]
+    _MASTERS[" ".join(args)] = list(args)
+    return [*opts, *args]
+
+
+def close_masters() -> None:
+    for args in _MASTERS.values():
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={_CONTROL_DIR}/%C", "-O", "exit", *args],
+            capture_output=True,
+            timeout=10,
+        )
+    _MASTERS.clear()
+    shutil.rmtree(_CONTROL_DIR, ignore_errors=True)
+
+
 def ssh(
     args: Sequence[str], script: str, stdin: bytes | None = None, timeout: float = 1800
 ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["ssh", *args, script], input=stdin, capture_output=True, timeout=timeout)
+    return subprocess.run(
+        ["ssh", *_multiplexed(args), script], input=stdin, capture_output=True, timeout=timeout
+    )
 
 
 def source_archive(fleet_dir: Path) -> tuple[str, bytes]:
@@ -98,6 +134,8 @@ class BuildCoordinator:
         self._done = False
         self.outcomes: dict[str, BuildOutcome] = {}
         self.probes: dict[str, BuilderProbe] = {}
+        self.derivations: dict[str, DerivationSet] = {}
+        self.previous_drvs: dict[str, str] = {}
 
     def outcome(self, state: Any, host: Any) -> BuildOutcome:
         with self._lock:
@@ -163,7 +201,7 @@ class BuildCoordinator:
                 )
             )
         copies = [o for o in self.outcomes.values() if o.closure and not o.error]
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(32, len(copies)))) as pool:
             list(
                 pool.map(
                     lambda o: self._copy(o, builder_data[o.builder or ""], targets[o.host].data),
@@ -179,51 +217,64 @@ class BuildCoordinator:
         hosts: list[HostData],
         digest: str,
         blob: bytes,
+        old_drvs: Sequence[str] = (),
     ) -> None:
+        """One round trip: receive the sources, build every host's system, root the
+        results, and print each output's deriver and the derivations the diff
+        gate's root-cause analysis needs (new and previous systems)."""
         args = ssh_args_from_data(builder, bdata)
         src = f"{SRC_DIR}/{digest}"
-        tmp = f"{src}.tmp.$$"
-        ship = (
-            f"if [ -d {src} ]; then cat >/dev/null; else mkdir -p {tmp} && "
-            f"tar -x -C {tmp} && mv {tmp} {src}; fi"
-        )
         argv = ["nix-build", src, "-o", f"{BUILD_ROOTS}/{digest[:12]}-{builder}"]
         for k, v in sorted(nix_args.items()):
             argv += ["--argstr", k, v]
         for h in hosts:
             argv += ["-A", h.system_attr]
-        build = f"mkdir -p {BUILD_ROOTS} && " + " ".join(shlex.quote(a) for a in argv)
+        old = " ".join(shlex.quote(d) for d in old_drvs)
+        script = "\n".join(
+            [
+                "set -e",
+                f"if [ -d {src} ]; then cat >/dev/null; else mkdir -p {src}.tmp.$$ && "
+                f"tar -x -C {src}.tmp.$$ && mv {src}.tmp.$$ {src}; fi",
+                f"mkdir -p {BUILD_ROOTS}",
+                "outs=$(" + " ".join(shlex.quote(a) for a in argv) + ")",
+                'echo "$outs"',
+                f"echo {_SEP}",
+                "drvs=$(nix-store -q --deriver $outs)",
+                'echo "$drvs"',
+                f"echo {_SEP}",
+                f'have=$(for d in $drvs {old}; do [ -e "$d" ] && echo "$d"; done; true)',
+                '[ -z "$have" ] || nix show-derivation -r $have',
+            ]
+        )
         started = time.monotonic()
-        proc = ssh(args, ship, stdin=blob)
-        if proc.returncode == 0:
-            proc = ssh(args, build)
+        proc = ssh(args, script, stdin=blob)
         seconds = time.monotonic() - started
         stderr = proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
-            tail = nix_error(stderr)
             for h in hosts:
                 self.outcomes[h.name] = BuildOutcome(
-                    h.name, builder, seconds=seconds, error=f"build on {builder} failed: {tail}"
+                    h.name,
+                    builder,
+                    seconds=seconds,
+                    error=f"build on {builder} failed: {nix_error(stderr)}",
                 )
             return
-        outs = proc.stdout.decode().split()
+        outs_text, _, rest = proc.stdout.decode().partition(_SEP + "\n")
+        drvs_text, _, show = rest.partition(_SEP + "\n")
+        outs, drvs = outs_text.split(), drvs_text.split()
+        try:
+            self.derivations[builder] = parse_derivations(show or "{}", builder)
+        except ConfigError as exc:
+            self.say(builder, f"derivations unavailable for the diff gate: {exc}")
         built = [m.group(1) for line in stderr.splitlines() if (m := _BUILDING.match(line))]
-        drvs = self._derivers(args, outs)
-        for h, out in zip(hosts, outs, strict=True):
+        for h, out, drv in zip(hosts, outs, drvs, strict=False):
             self.outcomes[h.name] = BuildOutcome(
-                h.name, builder, closure=out, drv=drvs.get(out), built=built, seconds=seconds
+                h.name, builder, closure=out, drv=drv, built=built, seconds=seconds
             )
         self.say(
             builder,
             f"built {len(hosts)} system(s), {len(built)} derivation(s) realised in {seconds:.2f}s",
         )
-
-    def _derivers(self, args: Sequence[str], outs: Sequence[str]) -> dict[str, str]:
-        if not outs:
-            return {}
-        proc = ssh(args, "nix-store -q --deriver " + " ".join(shlex.quote(o) for o in outs))
-        drvs = proc.stdout.decode().split() if proc.returncode == 0 else []
-        return {o: d for o, d in zip(outs, drvs, strict=False) if d.endswith(".drv")}
 
     def _copy(self, outcome: BuildOutcome, bdata: Any, tdata: Any) -> None:
         """The builder pushes the closure straight to the target."""

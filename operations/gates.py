@@ -22,11 +22,9 @@ from pyinfra.api.operation import operation
 
 from nixify.diff import diff_closures, parse_closure_query
 from nixify.diff.closure import closure_query_command
-from nixify.diff.derivations import query_derivations
 from nixify.diff.rca import RootCauseReport, explain
 from nixify.errors import NixifyError
-from nixify.inventory import ssh_args_from_data
-from nixify.nix import SshRunner, is_store_path
+from nixify.nix import is_store_path
 from nixify.pipeline.pins import (
     GCROOT_DIR,
     PIN_DIR,
@@ -128,11 +126,17 @@ def _preflight(state: Any, host: Any) -> bool:
     run = current_run()
     started = time.monotonic()
     rep = run.host_report(host)
-    res = remote(host, "readlink -f /run/current-system; nix show-config | grep '^max-jobs '")
+    res = remote(
+        host,
+        "readlink -f /run/current-system; nix show-config | grep '^max-jobs '; "
+        'nix-store -q --deriver "$(readlink -f /run/current-system)" 2>/dev/null',
+    )
     if not res.ok and not res.stdout:
         return _fail(run, host, "preflight", f"cannot read the host's state: {res.tail()}", started)
     lines = res.stdout.splitlines()
     rep.previous = lines[0].strip() if lines and is_store_path(lines[0].strip()) else None
+    if len(lines) > 2 and lines[2].strip().endswith(".drv"):
+        _coordinator(run).previous_drvs[host.name] = lines[2].strip()
     if host.data.get("constrained"):
         max_jobs = lines[1].split("=", 1)[1].strip() if len(lines) > 1 else "unknown"
         if max_jobs != "0":
@@ -205,16 +209,10 @@ def build() -> Generator[FunctionCommand, None, None]:
 # -- gate 2: closure diff / RCA ----------------------------------------------------------
 
 
-def _rca(run: Run, state: Any, host: Any, diff: Any) -> RootCauseReport | None:
-    builder = run.host_report(host).builder
-    if not builder:
-        return None
-    old_drv = diff.old.paths[diff.old.root].deriver
-    new_drv = diff.new.paths[diff.new.root].deriver
-    drvs = [d for d in (old_drv, new_drv) if d]
-    bdata = state.inventory.get_host(builder).data
-    runner = SshRunner(builder, ssh_args_from_data(builder, bdata))
-    return explain(diff, query_derivations(runner, drvs))
+def _rca(run: Run, diff: Any, builder: str | None) -> RootCauseReport | None:
+    """Root causes from the derivations the builder sent with its build (no extra trip)."""
+    drvs = _coordinator(run).derivations.get(builder or "")
+    return explain(diff, drvs) if drvs is not None else None
 
 
 def _diff(state: Any, host: Any) -> bool:
@@ -238,7 +236,7 @@ def _diff(state: Any, host: Any) -> bool:
     rca: RootCauseReport | None = None
     rca_note = ""
     try:
-        rca = _rca(run, state, host, diff)
+        rca = _rca(run, diff, rep.builder)
     except NixifyError as exc:
         rca_note = f"root-cause analysis unavailable: {exc}"
     counts = diff.counts()

@@ -64,10 +64,12 @@ class Run:
 
     def finish(self) -> None:
         """Release what is still locked, print the summary and write the report."""
+        from operations.build import close_masters
         from operations.lock import release_lock
 
         for host in list(self.locked_hosts.values()):
             release_lock(self, host)
+        close_masters()
         if not self.executed:
             return
         self.report.finished = utc_now().isoformat()

@@ -67,14 +67,27 @@ def _mnt_ns(pid: int) -> str:
         return ""
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def _pids_in_namespaces(namespaces: set[str]) -> list[int]:
+    """Live (not zombie) processes in any of ``namespaces``; our own zombies are reaped."""
     own = _mnt_ns(os.getpid())
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            ns = _mnt_ns(int(entry))
+            pid = int(entry)
+            ns = _mnt_ns(pid)
             if ns and ns != own and ns in namespaces:
-                found.append(int(entry))
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                if not _is_zombie(pid):
+                    found.append(pid)
     return found
 
 
@@ -278,6 +291,9 @@ def down(directory: Path, log: Log = _quiet) -> int:
     for pid in _pids_in_namespaces(namespaces):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _pids_in_namespaces(namespaces):
+        time.sleep(0.05)
     for h in state.hosts:  # reap our own children, if any
         with contextlib.suppress(ChildProcessError):
             os.waitpid(h.pid, os.WNOHANG)
