@@ -1,0 +1,90 @@
+"""Publish a run's releases: one annotated tag per target on the validated commit,
+then a fast-forward of ``release/<target>`` to it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from nixify.pipeline.report import RunReport, utc_stamp
+from nixify.release.evidence import ReleaseEvidence, hosts_evidence
+from nixify.release.git import ReleaseError, advance_branch, create_tag, short_rev
+from nixify.release.names import release_branch, release_tag
+from nixify.release.plan import ReleasePlan
+
+
+@dataclass
+class ReleaseOutcome:
+    """What publishing one target did: the tag, the branch, or why not."""
+
+    target: str
+    target_kind: str
+    hosts: list[str]
+    tag: str | None = None
+    tag_object: str | None = None
+    branch: str | None = None
+    branch_action: str | None = None  # created | advanced | unchanged | refused
+    branch_old: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def describe(self) -> str:
+        if self.tag is None:
+            return f"release {self.target}: NOT tagged: {self.error}"
+        text = f"release {self.target}: tagged {self.tag}"
+        if self.branch_action == "refused":
+            return f"{text}; {self.branch} NOT moved: {self.error}"
+        if self.branch_action == "unchanged":
+            return f"{text}; {self.branch} already there"
+        if self.branch_action == "created":
+            return f"{text}; {self.branch} created"
+        return f"{text}; {self.branch} fast-forwarded from {(self.branch_old or '')[:12]}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def publish(repo: Path, report: RunReport, plan: ReleasePlan, stamp: str | None = None,
+            ) -> list[ReleaseOutcome]:
+    """Tag and advance every target of ``plan``; a refusal for one target does not
+    stop the others, and each outcome says what happened."""
+    if plan.skipped or not plan.targets:
+        return []
+    assert report.commit
+    stamp = stamp or utc_stamp()
+    rev = short_rev(repo, report.commit)
+    outcomes = []
+    for target in plan.targets:
+        out = ReleaseOutcome(target.name, target.kind, list(target.hosts))
+        outcomes.append(out)
+        evidence = ReleaseEvidence(
+            target=target.name,
+            target_kind=target.kind,
+            commit=report.commit,
+            kind=report.kind,
+            mode=report.mode,
+            operator=report.operator,
+            started=report.started,
+            hosts=hosts_evidence([report.hosts[h] for h in target.hosts]),
+        )
+        try:
+            name = release_tag(target.name, stamp, rev)
+            out.tag_object = create_tag(repo, name, report.commit, evidence.message(name))
+            out.tag = name
+        except ReleaseError as exc:
+            out.error = str(exc)
+            continue
+        out.branch = release_branch(target.name)
+        try:
+            update = advance_branch(repo, target.name, report.commit, reason=name)
+        except ReleaseError as exc:
+            out.branch_action = "refused"
+            out.error = str(exc)
+            continue
+        out.branch_action = update.action
+        out.branch_old = update.old
+    return outcomes

@@ -1,0 +1,232 @@
+"""Releases after a deploy, and the status probe.
+
+``publish_releases(run, report_path)`` runs once at the end of a deploy (from
+``Run.finish``): it plans the targets the run earned (nixify.release.plan), tags
+and fast-forwards them in the run's git repository, stamps each released host's
+known-good record with its tag (so ``rollback --to TAG`` finds it on the host),
+prints what it did or why not, and adds it to the run's report as ``releases``.
+
+``probe_status`` is the status deploy's one operation (``status.py``): every
+selected host's running/booted systems, known-good records and GC roots, gathered
+in parallel; at exit every selected host is written out, answering or not.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api.command import FunctionCommand
+from pyinfra.api.operation import operation
+
+from nixify.errors import NixifyError
+from nixify.inventory import ssh_args_from_data
+from nixify.pipeline.pins import RECORD_DIR, KnownGoodRecord
+from nixify.release.plan import ReleasePlan, plan_releases
+from nixify.release.publish import ReleaseOutcome, publish
+from nixify.release.status import HostProbe
+from operations.facts import KnownGoodRecords, PinRoots, SystemState
+from operations.run import Run
+
+SSH_TIMEOUT = 30
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _pyinfra_state() -> Any:
+    from pyinfra.context import ctx_state
+
+    return ctx_state.get() if ctx_state.isset() else None  # type: ignore[no-untyped-call]
+
+
+def _inventory_roles(state: Any) -> dict[str, list[str]]:
+    """Role -> every host the inventory has of it, whatever the --limit."""
+    roles: dict[str, list[str]] = {}
+    if state is None:
+        return roles
+    for host in state.inventory:
+        roles.setdefault(str(host.data.get("role")), []).append(host.name)
+    return roles
+
+
+def _host_data(state: Any) -> dict[str, Any]:
+    return {} if state is None else {h.name: h.data for h in state.inventory}
+
+
+def _record_path(name: str) -> str:
+    return f"{RECORD_DIR}/{name}.json"
+
+
+def stamp_records(
+    hosts: dict[str, tuple[str, str]], data: dict[str, Any]
+) -> dict[str, str | None]:
+    """Write each release tag into the host's known-good record (host -> (record,
+    tag)), read-modify-write with an atomic rename; hosts run in parallel.
+    Returns host -> error (None when stamped)."""
+    errors: dict[str, str | None] = {}
+    reads: dict[str, subprocess.Popen[str]] = {}
+    for host, (record, _tag) in hosts.items():
+        if host not in data:
+            errors[host] = "not in the inventory"
+            continue
+        read = f"cat {shlex.quote(_record_path(record))}"
+        reads[host] = subprocess.Popen(
+            ["ssh", *ssh_args_from_data(host, data[host]), read],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    writes: dict[str, subprocess.Popen[str]] = {}
+    for host, proc in reads.items():
+        record, tag = hosts[host]
+        out, err = proc.communicate(timeout=SSH_TIMEOUT)
+        if proc.returncode != 0:
+            errors[host] = f"cannot read {_record_path(record)}: {err.strip()[-200:]}"
+            continue
+        try:
+            rec = KnownGoodRecord.from_json(out)
+        except (ValueError, TypeError) as exc:
+            errors[host] = f"{_record_path(record)}: unreadable record: {exc}"
+            continue
+        new = KnownGoodRecord(**{**json.loads(rec.to_json()), "tag": tag})
+        blob = shlex.quote(base64.b64encode(new.to_json().encode()).decode())
+        path = _record_path(record)
+        tmp = f"{RECORD_DIR}/.{record}.tag.tmp"
+        script = (
+            f"echo {blob} | base64 -d > {shlex.quote(tmp)} && "
+            f"mv {shlex.quote(tmp)} {shlex.quote(path)}"
+        )
+        writes[host] = subprocess.Popen(
+            ["ssh", *ssh_args_from_data(host, data[host]), script],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    for host, proc in writes.items():
+        _out, err = proc.communicate(timeout=SSH_TIMEOUT)
+        errors[host] = None if proc.returncode == 0 else f"cannot write: {err.strip()[-200:]}"
+    return errors
+
+
+def _add_to_report(paths: list[Path], releases: dict[str, Any]) -> None:
+    for path in paths:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        doc["releases"] = releases
+        tmp = path.with_name(f".{path.name}.release.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseOutcome]:
+    """After a run: tag and advance what it earned; print and report it. Never raises
+    (the run is over; a release problem is reported, the pins stay)."""
+    state = _pyinfra_state()
+    plan = ReleasePlan()
+    outcomes: list[ReleaseOutcome] = []
+    stamped: dict[str, str | None] = {}
+    try:
+        plan = plan_releases(run.report, _inventory_roles(state))
+        if plan.skipped:
+            _say(f"release: none: {plan.skipped}")
+        for note in plan.notes:
+            _say(f"release: {note}")
+        outcomes = publish(run.repo, run.report, plan)
+        for out in outcomes:
+            _say(out.describe())
+        to_stamp = {
+            h: (run.report.hosts[h].known_good or "", out.tag)
+            for out in outcomes
+            if out.tag
+            for h in out.hosts
+        }
+        if to_stamp:
+            stamped = stamp_records(to_stamp, _host_data(state))
+            for host, err in sorted(stamped.items()):
+                if err:
+                    _say(f"release: {host}: known-good record not stamped with its tag: {err}")
+    except (NixifyError, OSError, subprocess.SubprocessError) as exc:
+        _say(f"release: FAILED: {exc}")
+        plan.notes.append(f"failed: {exc}")
+    if report_path is not None:
+        _add_to_report(
+            [report_path, report_path.parent / "latest.json"],
+            {
+                "skipped": plan.skipped,
+                "notes": plan.notes,
+                "outcomes": [o.to_json() for o in outcomes],
+                "stamped": stamped,
+            },
+        )
+    return outcomes
+
+
+# -- status ------------------------------------------------------------------------------
+
+_PROBES: dict[str, HostProbe] = {}
+_STATUS: dict[str, Any] = {}
+
+
+def _probe(state: Any, host: Any) -> bool:
+    role = str(host.data.get("role") or "")
+    try:
+        system = host.get_fact(SystemState) or {}
+        records = host.get_fact(KnownGoodRecords) or []
+        roots = host.get_fact(PinRoots) or {}
+    except Exception as exc:  # a fact that fails is this host's error, not the run's
+        _PROBES[host.name] = HostProbe(host.name, role, True, f"facts failed: {exc}")
+        return True
+    _PROBES[host.name] = HostProbe(host.name, role, True, None, system, records, roots)
+    return True
+
+
+def write_status() -> None:
+    """Every selected host's probe (unreachable ones too), as JSON, to the output."""
+    state = _pyinfra_state()
+    hosts: list[HostProbe] = []
+    if state is not None:
+        for host in state.inventory:
+            if not state.is_host_in_limit(host):
+                continue
+            probe = _PROBES.get(host.name)
+            if probe is None:
+                failed = host in state.failed_hosts
+                probe = HostProbe(
+                    host.name,
+                    str(host.data.get("role") or ""),
+                    False,
+                    "did not answer over SSH" if failed or not host.connected
+                    else "not probed",
+                )
+            hosts.append(probe)
+    text = json.dumps({"hosts": [p.to_json() for p in hosts]}, indent=1) + "\n"
+    out = _STATUS.get("out")
+    if out:
+        target = Path(out)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    else:
+        sys.stdout.write(text)
+
+
+def start_status(data: Any) -> None:
+    """Once per process: where the probe goes (``--data status_out=PATH``, else stdout)."""
+    if _STATUS:
+        return
+    _STATUS["out"] = data.get("status_out")
+    atexit.register(write_status)
+
+
+@operation(is_idempotent=False)
+def probe_status() -> Generator[FunctionCommand, None, None]:
+    """Gather the host's systems, known-good records and GC roots (read-only)."""
+    yield FunctionCommand(_probe, (), {})
