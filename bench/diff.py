@@ -70,6 +70,21 @@ def make_closure(variant: str, groups: int, per_group: int, changed: int) -> str
     return proc.stdout.strip().strip('"')
 
 
+def interleaved(
+    cases: list[tuple[str, Callable[[], object]]], runs: int
+) -> dict[str, tuple[float, object]]:
+    """Median time and last result of each case, the cases taking turns run by run
+    (so a burst of load on this shared machine hits all of them alike)."""
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    last: dict[str, object] = {}
+    for _ in range(runs):
+        for name, fn in cases:
+            t = time.perf_counter()
+            last[name] = fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: (statistics.median(times[name]), last[name]) for name, _ in cases}
+
+
 def timed(fn: Callable[[], object], runs: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(runs):
@@ -138,8 +153,8 @@ def rca_bench(n: int, runs: int) -> bool:
         lazy_sources.append(LazyDerivations(runner))
         return explain(diff, lazy_sources[-1])
 
-    e_time, e_rep = timed(eager, runs)
-    l_time, l_rep = timed(lazy, runs)
+    timings = interleaved([("eager", eager), ("lazy", lazy)], runs)
+    (e_time, e_rep), (l_time, l_rep) = timings["eager"], timings["lazy"]
     all_drvs = len(query_derivations(runner, drvs).drvs)
     eager_bytes = len(runner.run(derivations_query_command(drvs)).stdout)
     src = lazy_sources[-1]
@@ -190,7 +205,7 @@ def version_bench(args: argparse.Namespace) -> bool:
         ("nixify diff --no-db", lambda: run([*nixify, "--no-db"])),
         ("nixify --help (startup)", lambda: run([str(BIN / "nixify"), "--help"])),
     ]
-    results: dict[str, tuple[float, object]] = {name: timed(fn, args.runs) for name, fn in cases}
+    results = interleaved(cases, args.runs)
     results["library (in process)"] = (lib_time, diff)
     base_name = cases[0][0]
     base = results[base_name][0]
