@@ -284,3 +284,24 @@ def test_10_builder_down_falls_back_then_constrained_hosts_are_skipped(
             control.start_host(Path(lab.dir), "cloud-builder-1")
     finally:
         control.start_host(Path(lab.dir), "builder-1")
+
+
+def test_11_the_same_deploy_runs_on_the_real_fleet_inventory(lab: LabState, project: Path,
+                                                            tmp_path: Path) -> None:
+    """inventories/fleet.py with a private address map (here: the lab's addresses)."""
+    import yaml
+
+    amap = {h.name: {"address": h.address, "port": h.port, "key_file": lab.operator_key,
+                     "known_hosts_file": lab.known_hosts} for h in lab.hosts}
+    addresses = tmp_path / "addresses.yaml"
+    addresses.write_text(yaml.safe_dump(amap))
+    edit(project / "fleet" / "packages.nix", 'pname = "restic"; version = "0.16.4"',
+         'pname = "restic"; version = "0.16.5"')
+    git(project, "commit", "-qam", "feat(nas): restic 0.16.5")
+    proc = pyinfra(lab, "-y", "inventories/fleet.py", "deploy.py", "--limit", "nas-3",
+                   cwd=project, env={"NIXIFY_ADDRESSES": str(addresses)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rep = latest_report(project)["hosts"]
+    assert list(rep) == ["nas-3"] and rep["nas-3"]["status"] == "deployed"
+    assert running(lab, "nas-3") == rep["nas-3"]["closure"]
+    assert "restic-0.16.5" in ssh(lab, "nas-3", "cat /run/current-system/packages").stdout

@@ -147,8 +147,9 @@ def fleet_groups(hosts_file: Path) -> dict[str, list[tuple[str, dict[str, Any]]]
     return pyinfra_groups(fleet, load_address_map(fleet))
 
 
-def ssh_args_from_data(name: str, data: Mapping[str, Any]) -> list[str]:
-    """OpenSSH arguments (before the command) that reach a host from its pyinfra data.
+def ssh_args_from_data(name: str, data: Any) -> list[str]:
+    """OpenSSH arguments (before the command) that reach a host from its pyinfra data
+    (anything with ``.get``: a dict or pyinfra's host data).
 
     With a generated ssh_config (the lab) the host's name is enough; otherwise the
     address, port, user, key and known-hosts file come from the data.
@@ -157,16 +158,14 @@ def ssh_args_from_data(name: str, data: Mapping[str, Any]) -> list[str]:
     if config:
         return ["-F", str(config), name]
     args = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
-    if data.get("ssh_port"):
-        args += ["-p", str(data["ssh_port"])]
-    if data.get("ssh_key"):
-        args += ["-i", str(data["ssh_key"]), "-o", "IdentitiesOnly=yes"]
-    if data.get("ssh_known_hosts_file"):
-        args += [
-            "-o",
-            f"UserKnownHostsFile={data['ssh_known_hosts_file']}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-        ]
+    port = data.get("ssh_port")
+    key = data.get("ssh_key")
+    known = data.get("ssh_known_hosts_file")
+    if port:
+        args += ["-p", str(port)]
+    if key:
+        args += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+    if known:
+        args += ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes"]
     user = data.get("ssh_user") or "root"
     return [*args, f"{user}@{data.get('ssh_hostname') or name}"]
