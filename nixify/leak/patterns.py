@@ -104,8 +104,13 @@ _PEM_KINDS = ("OPENSSH ", "RSA ", "EC ", "DSA ", "ENCRYPTED ", "")
 # Byte strings that must occur in a file for the matching kind to be possible:
 # the scanner checks them with a fast substring search before running a regex.
 
+# Every block starts with a 1: the literal first byte keeps the regex engine's
+# fast prefix scan; the look-behind after it rejects a longer number or word.
+_OCTET = rb"[0-9]{1,3}"
 _IPV4 = (
-    rb"1(?:0|00|72|92)\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9]|\.[0-9])"
+    rb"1(?<![0-9A-Za-z.]1)(?:0\." + _OCTET
+    + rb"|72\.(?:1[6-9]|2[0-9]|3[01])|92\.168|00\.(?:6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7]))"
+    + rb"\." + _OCTET + rb"\." + _OCTET + rb"(?![0-9]|\.[0-9])"
 )
 _IPV6 = (
     rb"(?i:f" + rb"d7a:115c:a1e" + rb"0)(?::[0-9A-Fa-f]{0,4}){1,5}(?![0-9A-Za-z:])"
