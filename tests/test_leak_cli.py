@@ -157,3 +157,15 @@ def test_history_outside_git_is_an_error(
 ) -> None:
     assert main(["leak-scan", "--history", str(tmp_path)]) == 2
     assert "needs a git repository" in capsys.readouterr().err
+
+
+def test_explicit_allowlist_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.md").write_text(f"{ADDR}\n")
+    allow = tmp_path / "elsewhere.allow"
+    allow.write_text(f"tree/a.md * {fingerprint(ADDR.encode())} example in a fixture\n")
+    rc, doc = scan(capsys, "--allowlist", str(allow), str(tree))
+    assert rc == 0 and doc["allowed"] == 1
+    assert main(["leak-scan", "--allowlist", str(tmp_path / "nope"), str(tree)]) == 2
+    assert "allowlist not found" in capsys.readouterr().err

@@ -94,6 +94,10 @@ def install_hooks(
             continue
         if path in foreign:
             backup = path.with_name(path.name + ".pre-nixify")
+            n = 1
+            while backup.exists():  # never overwrite an earlier backup
+                backup = path.with_name(f"{path.name}.pre-nixify.{n}")
+                n += 1
             path.replace(backup)
             _write(path, text)
             actions.append(HookAction(path, f"replaced (foreign hook kept as {backup.name})"))
