@@ -162,3 +162,10 @@ def test_remote_spec_unknown_host(
     cfg.write_text("Host nohost\n  HostName 127.0.0.1\n  Port 1\n  ConnectTimeout 2\n")
     rc, _, err = run(capsys, "nohost:current", pair[1], "--ssh-config", str(cfg))
     assert rc == 2 and "nohost" in err
+
+
+def test_host_that_looks_like_an_ssh_option(
+    capsys: pytest.CaptureFixture[str], pair: tuple[str, str]
+) -> None:
+    rc, _, err = run(capsys, "-oProxyCommand=touch /tmp/x:current", pair[1])
+    assert rc == 2 and "is not a host name" in err

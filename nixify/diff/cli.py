@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from nixify.diff.closure import CURRENT_SYSTEM, Closure, LocalStoreDatabase, query_closure
@@ -23,26 +23,29 @@ from nixify.errors import ConfigError
 from nixify.nix import CommandRunner, LocalRunner, SshRunner, is_store_path, store_path_root
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a closure lives: ``host`` None for this machine, and the path there."""
-
-    spec: str
-    host: str | None
-    path: str
+_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
 
 
 def ssh_runner(host: str, ssh_config: str | None) -> SshRunner:
     """An ``SshRunner`` for ``host``, through ``ssh_config`` when given."""
+    if not _HOST.fullmatch(host):
+        # Never hand ssh something it could read as an option (-oProxyCommand=...).
+        raise ConfigError(f"{host!r} is not a host name")
     args = ["-F", ssh_config, host] if ssh_config else [host]
     return SshRunner(host, args)
 
 
 def _remote_spec(spec: str) -> tuple[str, str] | None:
+    """(host, path) of ``HOST:PATH``; None for a local path."""
     if spec.startswith(("/", ".")) or ":" not in spec:
         return None
     host, _, rest = spec.partition(":")
-    return (host, rest) if host else None
+    if not _HOST.fullmatch(host):
+        # Never hand ssh something it could read as an option (-oProxyCommand=...).
+        raise ConfigError(
+            f"{spec}: {host!r} is not a host name (HOST:current, HOST:/nix/store/...)"
+        )
+    return host, rest
 
 
 def resolve_local(spec: str) -> str:
