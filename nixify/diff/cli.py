@@ -22,7 +22,6 @@ from nixify.diff.versions import diff_closures
 from nixify.errors import ConfigError
 from nixify.nix import CommandRunner, LocalRunner, SshRunner, is_store_path, store_path_root
 
-
 _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
 
 
