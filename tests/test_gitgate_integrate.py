@@ -123,3 +123,14 @@ def test_ill_named_branch_is_not_integrated(
     run(repo, "branch", "wip", "main")
     rc, out = integrate(repo, capsys, monkeypatch, "wip")
     assert rc != 0 and "<owner>/<type>/<topic>" in out
+
+
+def test_target_checked_out_in_another_work_tree_is_refused(
+    repo: Path, operator_branch: str, tmp_path: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run(repo, "branch", "claude/feat/elsewhere", operator_branch)
+    run(repo, "worktree", "add", "-q", str(tmp_path / "opwt"), operator_branch)
+    rc, out = integrate(repo, capsys, monkeypatch, "claude/feat/elsewhere", "--into",
+                        operator_branch)
+    assert rc != 0 and "checked out in that work tree" in out

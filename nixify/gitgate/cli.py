@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,8 @@ def _integrate(args: argparse.Namespace) -> int:
 def _worktree_new(args: argparse.Namespace) -> int:
     made = new_worktree(toplevel(args.repo), args.branch, args.base, args.path)
     print(f"{made.path}: {made.branch} from {made.base} at {made.base_sha[:12]}")
+    owner = made.branch.split("/", 1)[0]
+    print(f"next: cd {shlex.quote(str(made.path))} && export NIXIFY_ACTOR={owner}")
     return 0
 
 
