@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyinfra.api.command import QuoteString, StringCommand
+from pyinfra.api.command import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.facts import FactBase
 from pyinfra.api.operation import operation
 from pyinfra.context import host
@@ -29,12 +30,14 @@ from nixify.secrets.install import (
     SecretFileSpec,
     helper_source,
     plan_for,
+    sops_binary_path,
 )
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
 from nixify.secrets.sopsfile import SopsFile
 from nixify.secrets.ssh_to_age import recipient_of_public_line
 
 HOST_KEY_PUB = HOST_KEY + ".pub"
+logger = logging.getLogger("pyinfra")
 
 
 class SshHostKey(FactBase[Any]):
@@ -146,3 +149,52 @@ def install_secrets(
         return
     plan = plan_for(host.name, list(mounts), decrypter, python, declared)
     yield StringCommand("sh", "-c", QuoteString(plan.script()))
+
+
+def _refuse(state: Any, host: Any, message: str) -> bool:
+    """A command that fails the host with ``message`` (no secret in it)."""
+    host.log_styled(message, fg="red", log_func=logger.error)
+    return False
+
+
+def default_decrypter() -> str:
+    """``host.data.sops_binary`` when set, else the sops binary of this venv (the lab's)."""
+    configured = host.data.get("sops_binary")
+    return str(configured) if configured else sops_binary_path()
+
+
+@operation()
+def deploy_secrets(
+    secrets_dir: str | None = None,
+    decrypter: str | None = None,
+    python: str = "python3",
+) -> Generator[Any, None, None]:
+    """The deploy's secrets step (between gate 4 and gate 5): check the key, install.
+
+    + secrets_dir: default ``host.data.secrets_dir``, else the project's ``secrets/``
+    + decrypter: sops on the host (default ``default_decrypter()``)
+    + python: python3 on the host, for the identity helper
+
+    A host whose live host key is not the recorded one, or whose files are not
+    keyed to it, fails here with the reason and the files to rekey; nothing is
+    uploaded to it.
+    """
+    mounts = [str(m) for m in (host.data.get("secrets") or [])]
+    if not mounts:
+        host.noop(f"{host.name} mounts no secrets")
+        return
+    sdir = secrets_dir or host.data.get("secrets_dir")
+    if not sdir:
+        from nixify.paths import repo_root
+
+        sdir = str(repo_root() / "secrets")
+    problems = host_key_check(sdir, mounts)
+    if problems:
+        yield FunctionCommand(_refuse, ("; ".join(problems),), {})
+        return
+    yield from install_secrets._inner(
+        secrets_dir=str(sdir),
+        mounts=mounts,
+        decrypter=decrypter or default_decrypter(),
+        python=python,
+    )
