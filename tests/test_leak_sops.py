@@ -38,14 +38,14 @@ def sops_encrypt(src: Path, recipients: list[str], out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("suffix", ["yaml", "json", "env"])
+@pytest.mark.parametrize("suffix", ["yaml", "json", "env", "ini"])
 def test_real_sops_file_is_clean(
     suffix: str, keys: list[tuple[str, str]], tmp_path: Path
 ) -> None:
     src = tmp_path / f"plain.{suffix}"
     src.write_text(
         {"yaml": "db:\n  password: hunter2\n", "json": '{"db": {"password": "x"}}',
-         "env": "PASSWORD=x\n"}[suffix]
+         "env": "PASSWORD=x\n", "ini": "[db]\npassword = x\n"}[suffix]
     )
     out = sops_encrypt(src, [k[0] for k in keys[:2]], tmp_path / f"secret.{suffix}")
     src.unlink()
@@ -121,3 +121,14 @@ def test_sops_yaml_creation_rules_are_allowed_and_only_them(
     other = tmp_path / "rules.yaml"  # the same content under another name is not a sops config
     other.write_text(cfg.read_text())
     assert "age-recipient" in {f.kind for f in scan_paths([other])}
+
+
+def test_sops_ini_recipient_outside_the_sops_section_is_caught(
+    keys: list[tuple[str, str]], tmp_path: Path
+) -> None:
+    src = tmp_path / "plain.ini"
+    src.write_text("[db]\npassword = x\n")
+    out = sops_encrypt(src, [keys[0][0]], tmp_path / "secret.ini")
+    src.unlink()
+    out.write_text(f"[owner]\nage__list_0__map_recipient = {keys[0][0]}\n" + out.read_text())
+    assert [(f.kind, f.line) for f in scan_paths([out])] == [("age-recipient", 2)]

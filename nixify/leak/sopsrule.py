@@ -8,7 +8,8 @@ must be, so a recipient finding there is allowed *by rule*:
 - in a file that parses as a sops file (YAML or JSON with a ``sops`` mapping
   holding ``mac`` and an ``age`` list), a ``recipient:`` line inside the
   ``sops`` block whose value is one of that list's recipients; in a sops
-  dotenv file, a ``sops_age__list_N__map_recipient=`` line;
+  dotenv file, a ``sops_age__list_N__map_recipient=`` line; in a sops INI
+  file, an ``age__list_N__map_recipient =`` key inside its ``[sops]`` section;
 - in a file named ``.sops.yaml``/``.sops.yml`` with ``creation_rules``, a
   recipient that one of the rules lists under ``age`` (directly, in
   ``key_groups``, or through a YAML alias), written after the
@@ -40,6 +41,11 @@ _YAML_RECIPIENT_LINE = re.compile(
 _DOTENV_RECIPIENT_LINE = re.compile(
     rb"^sops_age__list_[0-9]+__map_recipient=(?P<v>[0-9a-z]+)\r?$"
 )
+_INI_RECIPIENT_LINE = re.compile(
+    rb"^age__list_[0-9]+__map_recipient[ \t]*=[ \t]*(?P<v>[0-9a-z]+)[ \t]*\r?$"
+)
+_INI_SOPS_SECTION = re.compile(rb"^\[sops\][ \t]*\r?$", re.MULTILINE)
+_INI_MAC = re.compile(rb"^mac[ \t]*=[ \t]*ENC\[", re.MULTILINE)
 # A YAML anchor definition (`- &nas <recipient>` or `nas: &nas <recipient>`),
 # the usual way a .sops.yaml names keys before its rules refer to them.
 _ANCHOR_LINE = re.compile(
@@ -146,6 +152,22 @@ def _dotenv_allowed(data: bytes, raw: list[Raw]) -> list[Raw]:
     return kept
 
 
+def _ini_allowed(data: bytes, raw: list[Raw], section: int) -> list[Raw]:
+    """A sops INI file: recipient keys inside its ``[sops]`` section."""
+    if _INI_MAC.search(data, section) is None:
+        return raw
+    following = data.find(b"\n[", section + 1)
+    end = following if following != -1 else len(data)
+    kept = []
+    for start, stop, kind in raw:
+        if kind == AGE_RECIPIENT and section < start < end:
+            m = _INI_RECIPIENT_LINE.match(_line_at(data, start))
+            if m is not None and m.group("v") == data[start:stop]:
+                continue
+        kept.append((start, stop, kind))
+    return kept
+
+
 def allowed_by_structure(path: str, data: bytes, raw: list[Raw]) -> list[Raw]:
     """``raw`` findings minus the recipient lines sops metadata is made of."""
     if not any(kind == AGE_RECIPIENT for _, _, kind in raw):
@@ -154,6 +176,9 @@ def allowed_by_structure(path: str, data: bytes, raw: list[Raw]) -> list[Raw]:
         return _sops_config_allowed(data, raw)
     if b"sops_age__list_" in data:
         return _dotenv_allowed(data, raw)
+    section = _INI_SOPS_SECTION.search(data)
+    if section is not None:
+        return _ini_allowed(data, raw, section.start())
     block = _SOPS_BLOCK.search(data)
     if block is None:
         return raw
