@@ -57,9 +57,9 @@ def test_json_report(
 def test_human_report(capsys: pytest.CaptureFixture[str], pair: tuple[str, str]) -> None:
     rc, out, _ = run(capsys, *pair, "--rca")
     assert rc == 0
-    assert "Version changes:" in out and "lib" in out and "1.0 -> 1.1" in out
-    assert "Added packages:" in out and "fresh" in out
-    assert "Removed packages:" in out and "gone" in out
+    assert "Version changes (1):" in out and "lib" in out and "1.0 -> 1.1" in out
+    assert "Added packages (1):" in out and "fresh" in out
+    assert "Removed packages (1):" in out and "gone" in out
     assert "Closure size: 4 -> 4 paths" in out
     assert "Root causes (2):" in out and "environment PATCHES: ∅ -> 'p1'" in out
 

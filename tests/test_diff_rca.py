@@ -333,3 +333,11 @@ def test_lazy_derivations_give_the_same_report(roots: dict[str, str], variant: s
     )
     assert lazy_source.fetched < len(everything.drvs)
     assert lazy_source.round_trips <= 4
+
+
+def test_rebuilds_are_summarised_in_the_human_report(roots: dict[str, str]) -> None:
+    report = rca(roots, "base", "lib-patched")
+    text = report.diff.render()
+    assert "Rebuilt, same version (33):" in text
+    assert "... and 21 more (--json lists them all)" in text
+    assert len(report.diff.to_json()["rebuilt"]) == 33

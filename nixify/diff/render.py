@@ -29,14 +29,20 @@ def _versions(versions: tuple[str, ...]) -> str:
 
 
 def _section(
-    title: str, tag: str, changes: list[PackageChange], fmt: str, color: bool
+    title: str,
+    tag: str,
+    changes: list[PackageChange],
+    fmt: str,
+    color: bool,
+    limit: int | None = None,
 ) -> list[str]:
     if not changes:
         return []
-    width = max(len(c.name) for c in changes)
+    shown = changes if limit is None else changes[:limit]
+    width = max(len(c.name) for c in shown)
     mark = f"{_STYLES[tag]}[{tag}]{_RESET}" if color else f"[{tag}]"
-    lines = [f"{title}:"]
-    for i, c in enumerate(changes, 1):
+    lines = [f"{title} ({len(changes)}):"]
+    for i, c in enumerate(shown, 1):
         if fmt == "changed":
             detail = f"{_versions(c.removed_versions)} -> {_versions(c.added_versions)}"
             kept = [v for v in c.new_versions if v in c.old_versions]
@@ -51,16 +57,22 @@ def _section(
             detail = f"{_versions(c.new_versions)} ({rebuilt} path{'s' * (rebuilt != 1)} rebuilt)"
         size = human_size(c.size_delta, signed=True) if c.size_delta else ""
         lines.append(f"{mark} #{i:<3} {c.name:<{width}}  {detail}  {size}".rstrip())
+    if len(shown) < len(changes):
+        lines.append(f"    ... and {len(changes) - len(shown)} more (--json lists them all)")
     return [*lines, ""]
 
 
-def render_diff(diff: ClosureDiff, color: bool = False) -> str:
-    """The version diff as a report a person reads before a switch."""
+def render_diff(diff: ClosureDiff, color: bool = False, rebuilt_limit: int = 12) -> str:
+    """The version diff as a report a person reads before a switch.
+
+    Rebuilds at the same version are consequences, not news: the first
+    ``rebuilt_limit`` are listed, the RCA says what caused them.
+    """
     lines = [f"<<< {diff.old.root}", f">>> {diff.new.root}", ""]
     lines += _section("Version changes", "U", diff.packages, "changed", color)
     lines += _section("Added packages", "A", diff.added, "added", color)
     lines += _section("Removed packages", "R", diff.removed, "removed", color)
-    lines += _section("Rebuilt, same version", "B", diff.rebuilt, "rebuilt", color)
+    lines += _section("Rebuilt, same version", "B", diff.rebuilt, "rebuilt", color, rebuilt_limit)
     if diff.is_empty:
         lines += ["No package changes.", ""]
     added, removed = len(diff.added_paths), len(diff.removed_paths)
