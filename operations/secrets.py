@@ -168,12 +168,14 @@ def deploy_secrets(
     secrets_dir: str | None = None,
     decrypter: str | None = None,
     python: str = "python3",
+    declared: Mapping[str, SecretFileSpec] | None = None,
 ) -> Generator[Any, None, None]:
     """The deploy's secrets step (between gate 4 and gate 5): check the key, install.
 
     + secrets_dir: default ``host.data.secrets_dir``, else the project's ``secrets/``
     + decrypter: sops on the host (default ``default_decrypter()``)
     + python: python3 on the host, for the identity helper
+    + declared: per file mode/owner/group overrides (default 0400 root:root)
 
     A host whose live host key is not the recorded one, or whose files are not
     keyed to it, fails here with the reason and the files to rekey; nothing is
@@ -197,4 +199,5 @@ def deploy_secrets(
         mounts=mounts,
         decrypter=decrypter or default_decrypter(),
         python=python,
+        declared=declared,
     )
