@@ -28,7 +28,7 @@ def base(**over: Any) -> list[dict[str, Any]]:
     pkgs: list[dict[str, Any]] = [lib, cc]
     pkgs += [{"name": a, "deps": [lib["name"]]} for a in APPS]
     pkgs += [
-        {"name": "svc-1.0", "deps": [lib["name"]], "env": svc_env},
+        {"name": "svc-1.0", "deps": [lib["name"]], "env": svc_env, **over.get("svc_extra", {})},
         {"name": "cfg-1.0", "source": over.get("source", "port = 80\n")},
         {"name": "fetched-1.0", "fixed": over.get("fixed", {"content": "hello", "hash": HELLO})},
         {"name": "compiled-1.0", "buildDeps": ["cc-9.0" if "cc" not in over else cc["name"]]},
@@ -55,6 +55,7 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "multi-changed": base(
         extra=[{"name": "multi-1.0", "outputs": ["out", "bin"], "env": {"X": "2"}}]
     ),
+    "svc-script": base(svc_extra={"script": "echo hardened > $out/profile"}),
     "svc-builder": base(svc_env={"LOGLEVEL": "info", "builder": "/usr/bin/sh"}),
     "lib-renamed": base(lib={"name": "libnew-1.0", "env": {"PATCHES": "none"}}),
 }
@@ -145,6 +146,15 @@ def test_every_output_of_a_changed_derivation(roots: dict[str, str]) -> None:
         ("X", "1", "2")
     ]
     assert names(cause.consequences) == {"multi-1.0", "multi-1.0-bin", "system"}
+
+
+def test_changed_builder_argument_is_named(roots: dict[str, str]) -> None:
+    report = rca(roots, "base", "svc-script")
+    (cause,) = report.causes
+    (change,) = cause.changes
+    assert (cause.name, change.kind) == ("svc-1.0", "args")
+    assert change.new is not None and "echo hardened > $out/profile" in change.new
+    assert "echo hardened" in report.render()  # the differing part is what is shown
 
 
 def test_two_independent_causes(roots: dict[str, str]) -> None:

@@ -5,7 +5,8 @@
 #   fixed ? null ({ content; hash; url } -> a fixed-output input);
 #   buildDeps ? [ names ] (used at build time only, not referenced at run time);
 #   buildOnly ? false (left out of the root, so only build-time users see it);
-#   outputs ? [ "out" ] (every output is written, and all are in the root) }.
+#   outputs ? [ "out" ] (every output is written, and all are in the root);
+#   script ? "" (an extra line of the build script: a change in the builder's args) }.
 # Every package becomes one derivation whose output references its deps; the
 # root ("system" unless rootName says otherwise) references every package, so
 # the closure holds them all.
@@ -46,6 +47,7 @@ let
         if [ -n "$src" ]; then cat "$src" > $out/source; fi
         if [ -n "$fixedSrc" ]; then cat "$fixedSrc" > $out/fixed; fi
         for t in $buildInputs; do cat "$t/payload" >> $out/built-with; done
+        ${spec.script or ""}
       ''
     ];
   } // (if spec ? outputs then { outputs = spec.outputs; } else { }) // (spec.env or { }));
