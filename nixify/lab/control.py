@@ -291,7 +291,8 @@ def down(directory: Path, log: Log = _quiet) -> int:
     for pid in _pids_in_namespaces(namespaces):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
+    # SIGKILL lands once a process leaves uninterruptible sleep (e.g. a `sync`)
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _pids_in_namespaces(namespaces):
         time.sleep(0.05)
     for h in state.hosts:  # reap our own children, if any
