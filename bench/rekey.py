@@ -12,6 +12,9 @@ recipients (operator + R-1 hosts). The rule then swaps one host for a new one
   is timed on a sample of the files (identical copies, fresh tree) and
   extrapolated to N, and the output says so.
 
+Each tool runs --repeat times on a fresh copy and the best run is compared
+(the machine is shared; the best run is the least disturbed one).
+
 Keys are made at run time; nothing is written outside the temp dir.
 """
 
@@ -68,6 +71,7 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=500)
     ap.add_argument("--recipients", type=int, default=16)
     ap.add_argument("--sample", type=int, default=50, help="files the sops loop is timed on")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the best counts")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="nixify-bench-rekey-") as tmp:
@@ -102,34 +106,52 @@ def main() -> int:
         env["SOPS_AGE_KEY_FILE"] = str(op_file)
         env["HOME"] = str(base)
 
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [str(NIXIFY), "secrets", "rekey", str(tree)], env=env, capture_output=True, text=True
-        )
-        t_nixify = time.perf_counter() - t0
-        if proc.returncode != 0:
-            print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
-            return 1
+        # each tool runs `--repeat` times on a fresh copy; the best run counts (load noise)
+        nixify_times = []
+        for _ in range(args.repeat):
+            work = base / "work"
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(tree, work)
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [str(NIXIFY), "secrets", "rekey", str(work)],
+                env=env, capture_output=True, text=True,
+            )  # fmt: skip
+            nixify_times.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
+                return 1
+        t_nixify = min(nixify_times)
         summary = proc.stdout.strip().splitlines()[-1]
         print(
             f"nixify secrets rekey: {args.files} files in {t_nixify:.2f}s "
-            f"({t_nixify / args.files * 1000:.1f} ms/file) -> {summary}"
+            f"({t_nixify / args.files * 1000:.1f} ms/file; best of {args.repeat}: "
+            f"{', '.join(f'{t:.2f}' for t in nixify_times)}) -> {summary}"
         )
 
         n = min(args.sample, args.files)
-        t0 = time.perf_counter()
-        for f in sorted(sample.glob("s*.yaml")):
-            subprocess.run(
-                [str(SOPS), "updatekeys", "-y", f.name],
-                env=env, cwd=sample, check=True, capture_output=True,
-            )  # fmt: skip
-        t_sample = time.perf_counter() - t0
+        sops_times = []
+        for _ in range(args.repeat):
+            work_sample = base / "work-sample"
+            shutil.rmtree(work_sample, ignore_errors=True)
+            shutil.copytree(sample, work_sample)
+            t0 = time.perf_counter()
+            for f in sorted(work_sample.glob("s*.yaml")):
+                subprocess.run(
+                    [str(SOPS), "updatekeys", "-y", f.name],
+                    env=env, cwd=work_sample, check=True, capture_output=True,
+                )  # fmt: skip
+            sops_times.append(time.perf_counter() - t0)
+        t_sample = min(sops_times)
         t_sops = t_sample / n * args.files
-        note = "" if n == args.files else f" (timed on {n} files, extrapolated x{args.files / n:g})"
+        note = (
+            "" if n == args.files else f", timed on {n} files and extrapolated x{args.files / n:g}"
+        )
         print(
             f"sops updatekeys -y loop: {args.files} files in {t_sops:.2f}s "
-            f"({t_sample / n * 1000:.1f} ms/file){note}"
+            f"({t_sample / n * 1000:.1f} ms/file; best of {args.repeat}{note})"
         )
+        tree, sample = base / "work", base / "work-sample"
 
         # both end states are right: the newcomer is in, h00 is out, in both trees
         for d in (tree, sample):
