@@ -173,3 +173,49 @@ def test_corpus_both_directions(tmp_path: Path, op: AgeKey, name: str) -> None:
     ours = tmp_path / f"ours.{name}.yaml"
     ours.write_text(encrypt_tree(yamlio.load(text), "yaml", [op.recipient]))
     assert sops(["decrypt", str(ours)], tmp_path, op.identity_file).stdout == expected
+
+
+PARTIAL_DOC = """\
+# top comment
+db:
+  user: admin
+  password: x
+  port: 1
+  key_secret: s
+  x_unenc:
+    # inner
+    y: 1
+# other
+"""
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--encrypted-regex", "^(password|port)$"],
+        ["--unencrypted-regex", "^user$"],
+        ["--encrypted-suffix", "_secret"],
+        ["--unencrypted-suffix", "_unenc"],
+    ],
+)
+def test_partial_encryption_rules_match_sops(tmp_path: Path, op: AgeKey, flags: list[str]) -> None:
+    plain = tmp_path / "p.yaml"
+    plain.write_text(PARTIAL_DOC)
+    enc = tmp_path / "enc.yaml"
+    enc.write_bytes(sops(["encrypt", "--age", op.recipient, *flags, str(plain)], tmp_path).stdout)
+    expected = sops(["decrypt", str(enc)], tmp_path, op.identity_file).stdout
+    sf = SopsFile.load(enc)
+    assert sf.plaintext(_ids(op.identity_file)).encode() == expected
+    rotated = tmp_path / "rot.yaml"
+    rotated.write_text(sf.rotated(_ids(op.identity_file), sf.recipients))
+    assert sops(["decrypt", str(rotated)], tmp_path, op.identity_file).stdout == expected
+
+    # the same leaves (values and comments) are left in the clear as sops leaves them
+    def shape(text: str) -> list[str]:
+        return [
+            re.sub(r"ENC\[[^\]]*\]", "ENC", line)
+            for line in text.splitlines()
+            if "lastmodified" not in line and not re.fullmatch(r"\s*[A-Za-z0-9+/=]+", line)
+        ]
+
+    assert shape(rotated.read_text()) == shape(enc.read_text())

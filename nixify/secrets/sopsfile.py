@@ -219,24 +219,25 @@ class EncryptionRules:
         return out
 
     def encrypts(self, value: Scalar | Comment, path: Sequence[str]) -> bool:
+        """Whether sops encrypts this leaf: key-path rules for every leaf (a comment's
+        path is its parent's), then the comment regexes for comments."""
+        encrypted = True
+        if self.unencrypted_suffix and any(k.endswith(self.unencrypted_suffix) for k in path):
+            encrypted = False
+        if self.encrypted_suffix:
+            encrypted = any(k.endswith(self.encrypted_suffix) for k in path)
+        if self.unencrypted_regex and any(re.search(self.unencrypted_regex, k) for k in path):
+            encrypted = False
+        if self.encrypted_regex:
+            encrypted = any(re.search(self.encrypted_regex, k) for k in path)
         if isinstance(value, Comment):
             if self.unencrypted_comment_regex and re.search(
                 self.unencrypted_comment_regex, value.text
             ):
-                return False
-            return not (
-                self.encrypted_comment_regex
-                and not re.search(self.encrypted_comment_regex, value.text)
-            )
-        if self.unencrypted_suffix and any(k.endswith(self.unencrypted_suffix) for k in path):
-            return False
-        if self.encrypted_suffix and not any(k.endswith(self.encrypted_suffix) for k in path):
-            return False
-        if self.unencrypted_regex and any(re.search(self.unencrypted_regex, k) for k in path):
-            return False
-        return not (
-            self.encrypted_regex and not any(re.search(self.encrypted_regex, k) for k in path)
-        )
+                encrypted = False
+            if self.encrypted_comment_regex:
+                encrypted = re.search(self.encrypted_comment_regex, value.text) is not None
+        return encrypted
 
 
 def _aad(path: Sequence[str]) -> str:
