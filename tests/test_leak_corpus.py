@@ -149,3 +149,11 @@ def test_process_pool_finds_the_same_as_one_process(
     parallel = scanner.scan_paths([tmp_path], jobs=2)
     assert parallel == serial
     assert len(serial) >= sum(i + 1 for i in range(len(leaks)))
+
+
+def test_many_anchor_hits_still_find_everything(leaks: list[Leak]) -> None:
+    blob = next(leak for leak in leaks if leak.name == "ssh-ed25519").inline
+    # Thousands of "AAAA" hits (a zero-filled base64 run) before and after a real blob.
+    data = ("A" * 5000 + "\n" + blob + "\n" + "A" * 5000 + "\n" + blob + "\n").encode()
+    found = [(f.kind, f.line) for f in scan_bytes(data, "zeros.txt")]
+    assert found == [("ssh-public-key", 2), ("ssh-public-key", 4)]

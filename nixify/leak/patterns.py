@@ -133,13 +133,10 @@ _PRIVATE_KEY = (
 )
 
 
-# Longer needles search faster: the encoded "ssh-"/"sk-ssh-" type names share
-# one run of characters, the two ECDSA families another.
-_SSH_TRIGGERS: tuple[bytes, ...] = (
-    ssh_blob_prefix("ssh-" + "rsa")[6:11].encode(),
-    ssh_blob_prefix("ecdsa-sha2-" + "nistp256")[10:26].encode(),
-)
-assert all(any(t.decode() in ssh_blob_prefix(k) for t in _SSH_TRIGGERS) for k in SSH_KEY_TYPES)
+# Every blob starts with the encoded 4-byte length of its type name, "AAAA";
+# upper-case runs are rare in text, so that needle is the cheapest search.
+_SSH_ANCHOR = b"A" * 4
+assert all(ssh_blob_prefix(k).startswith(_SSH_ANCHOR.decode()) for k in SSH_KEY_TYPES)
 
 
 @dataclass(frozen=True)
@@ -168,7 +165,7 @@ PATTERNS: tuple[Pattern, ...] = (
         re.compile(_AGE_IDENTITY),
         (_AGE_SECRET_HRP.encode(), _AGE_PLUGIN_HRP.encode()),
     ),
-    Pattern((SSH_PUBLIC_KEY,), re.compile(_SSH_BLOB), _SSH_TRIGGERS),
+    Pattern((SSH_PUBLIC_KEY,), re.compile(_SSH_BLOB), (_SSH_ANCHOR,), anchor_back=0),
     Pattern((PRIVATE_KEY,), re.compile(_PRIVATE_KEY), (_PEM_DASHES.encode() + b"BEGIN",)),
 )
 

@@ -67,13 +67,28 @@ def is_binary(data: bytes) -> bool:
     return b"\0" in data[:BINARY_SNIFF]
 
 
+ANCHOR_HITS_BEFORE_FALLBACK = 256
+
+
 def _anchored(pattern: Pattern, data: bytes) -> Iterator[re.Match[bytes]]:
+    """Matches of ``pattern`` tried only where its anchor literal occurs.
+
+    Many anchor hits (a run of the literal, say) would make the Python loop
+    slow; past a few hundred, the regex's own scan takes over from there.
+    """
     anchor, back = pattern.triggers[0], pattern.anchor_back or 0
     hit = data.find(anchor)
+    hits = 0
+    last_end = 0
     while hit != -1:
-        if hit >= back:
+        hits += 1
+        if hits > ANCHOR_HITS_BEFORE_FALLBACK:
+            yield from pattern.regex.finditer(data, max(last_end, hit - back))
+            return
+        if hit >= back and hit - back >= last_end:
             m = pattern.regex.match(data, hit - back)
             if m is not None:
+                last_end = m.end()
                 yield m
         hit = data.find(anchor, hit + 1)
 
