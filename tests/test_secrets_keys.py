@@ -17,6 +17,7 @@ def test_each_source_is_found(tmp_path: Path) -> None:
     file_key = age_keygen(tmp_path / "file.txt")
     default = age_keygen(tmp_path / "default.txt")
     ssh = ssh_keygen(tmp_path / "host")
+    cmd_key = age_keygen(tmp_path / "cmd.txt")
     xdg = tmp_path / "xdg"
     (xdg / "sops" / "age").mkdir(parents=True)
     (xdg / "sops" / "age" / "keys.txt").write_text(default.identity_file.read_text())
@@ -26,11 +27,13 @@ def test_each_source_is_found(tmp_path: Path) -> None:
         "SOPS_AGE_KEY": env_key.identity_file.read_text(),
         "SOPS_AGE_KEY_FILE": str(file_key.identity_file),
         "SOPS_AGE_SSH_PRIVATE_KEY_FILE": str(ssh.private),
+        "SOPS_AGE_KEY_CMD": f"cat {cmd_key.identity_file}",
     }
     found = find_identities(env)
     assert [i.recipient for i in found] == [
         env_key.recipient,
         file_key.recipient,
+        cmd_key.recipient,
         recipient_of_public_line(ssh.public_line),
         default.recipient,
     ]

@@ -1,6 +1,7 @@
 """Finding the operator's (or a host's) age identities, in the places sops looks.
 
 Order: ``$SOPS_AGE_KEY`` (identities inline), ``$SOPS_AGE_KEY_FILE``,
+``$SOPS_AGE_KEY_CMD`` (a command printing identities),
 ``$SOPS_AGE_SSH_PRIVATE_KEY_FILE`` (an OpenSSH ed25519 key, derived to its
 X25519 identity as sops-nix does), then the default
 ``$XDG_CONFIG_HOME/sops/age/keys.txt`` (``~/.config/sops/age/keys.txt``).
@@ -10,6 +11,8 @@ All that are present are used; none at all is an error naming the places.
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +64,18 @@ def identities_from_file(path: Path) -> list[LoadedIdentity]:
     return ids
 
 
+def identities_from_command(command: str) -> list[LoadedIdentity]:
+    """Identities printed by ``command`` (``$SOPS_AGE_KEY_CMD``), run without a shell."""
+    try:
+        proc = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"$SOPS_AGE_KEY_CMD: cannot run: {exc}") from exc
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise ConfigError(f"$SOPS_AGE_KEY_CMD exited {proc.returncode}: {last[0]}")
+    return parse_identities(proc.stdout, "$SOPS_AGE_KEY_CMD")
+
+
 def identity_from_ssh_key(path: Path) -> LoadedIdentity:
     try:
         data = path.read_bytes()
@@ -87,6 +102,8 @@ def find_identities(
         found.extend(parse_identities(env["SOPS_AGE_KEY"], "$SOPS_AGE_KEY"))
     if env.get("SOPS_AGE_KEY_FILE"):
         found.extend(identities_from_file(Path(env["SOPS_AGE_KEY_FILE"])))
+    if env.get("SOPS_AGE_KEY_CMD"):
+        found.extend(identities_from_command(env["SOPS_AGE_KEY_CMD"]))
     if env.get("SOPS_AGE_SSH_PRIVATE_KEY_FILE"):
         found.append(identity_from_ssh_key(Path(env["SOPS_AGE_SSH_PRIVATE_KEY_FILE"])))
     default = default_keys_file(env)
