@@ -67,3 +67,29 @@ class KnownGoodRecords(FactBase[list[KnownGoodRecord]]):
             if line:
                 records.append(KnownGoodRecord.from_json(base64.b64decode(line).decode()))
         return sorted(records, key=lambda r: r.name)
+
+
+class PinRoots(FactBase[dict[str, str]]):
+    """The host's nixify GC roots: pin name -> the closure it keeps alive ("" when the
+    root dangles or its closure is gone from the store)."""
+
+    def command(self) -> str:
+        from nixify.pipeline.pins import GCROOT_DIR
+
+        return (
+            f'for r in {GCROOT_DIR}/*; do [ -L "$r" ] || continue; '
+            't=$(readlink -f "$r" 2>/dev/null); [ -e "$t" ] || t=""; '
+            'printf "%s\\t%s\\n" "${r##*/}" "$t"; done'
+        )
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        roots: dict[str, str] = {}
+        for line in output:
+            name, _, target = line.partition("\t")
+            if name.strip():
+                roots[name.strip()] = target.strip()
+        return roots

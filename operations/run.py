@@ -80,6 +80,9 @@ class Run:
         path = self.report.write(self.reports_dir)
         print("\n" + self.report.summary_table(), file=sys.stderr)
         print(f"report: {path}", file=sys.stderr, flush=True)
+        from operations.release import publish_releases
+
+        publish_releases(self, path)
 
 
 _RUN: Run | None = None

@@ -97,6 +97,22 @@ class BranchUpdate:
         return f"{self.branch} fast-forwarded {self.old[:12]} -> {self.new[:12]}"
 
 
+def check_fast_forward(repo: Path, target: str, commit: str) -> None:
+    """Raise ReleaseError unless ``release/<target>`` is absent, at ``commit``, or an
+    ancestor of it."""
+    branch = release_branch(target)
+    new = resolve(repo, commit)
+    if new is None:
+        raise ReleaseError(f"{repo}: {commit!r} is not a commit; {branch} not moved")
+    old = resolve(repo, f"refs/heads/{branch}")
+    if old is not None and old != new and not is_ancestor(repo, old, new):
+        raise ReleaseError(
+            f"{repo}: refused to move {branch} from {old[:12]} to {new[:12]}: not a "
+            f"fast-forward ({new[:12]} does not contain {old[:12]}); release branches "
+            "only fast-forward"
+        )
+
+
 def advance_branch(repo: Path, target: str, commit: str, reason: str = "") -> BranchUpdate:
     """Fast-forward ``release/<target>`` to ``commit`` (creating it if absent).
 
@@ -111,12 +127,7 @@ def advance_branch(repo: Path, target: str, commit: str, reason: str = "") -> Br
     old = resolve(repo, ref)
     if old == new:
         return BranchUpdate(branch, old, new, "unchanged")
-    if old is not None and not is_ancestor(repo, old, new):
-        raise ReleaseError(
-            f"{repo}: refused to move {branch} from {old[:12]} to {new[:12]}: not a "
-            f"fast-forward ({new[:12]} does not contain {old[:12]}); release branches "
-            "only fast-forward"
-        )
+    check_fast_forward(repo, target, new)
     message = f"nixify release: {reason}" if reason else f"nixify release: {branch}"
     _git(repo, "update-ref", "-m", message, ref, new, old or ZERO)
     return BranchUpdate(branch, old, new, "created" if old is None else "advanced")

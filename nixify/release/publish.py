@@ -7,9 +7,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nixify.errors import NixifyError
 from nixify.pipeline.report import RunReport, utc_stamp
 from nixify.release.evidence import ReleaseEvidence, hosts_evidence
-from nixify.release.git import ReleaseError, advance_branch, create_tag, short_rev
+from nixify.release.git import (
+    ReleaseError,
+    advance_branch,
+    check_fast_forward,
+    create_tag,
+    short_rev,
+)
 from nixify.release.names import release_branch, release_tag
 from nixify.release.plan import ReleasePlan
 
@@ -34,7 +41,8 @@ class ReleaseOutcome:
 
     def describe(self) -> str:
         if self.tag is None:
-            return f"release {self.target}: NOT tagged: {self.error}"
+            return f"release {self.target}: NOT tagged, {self.branch or 'branch'} NOT moved: " \
+                f"{self.error}"
         text = f"release {self.target}: tagged {self.tag}"
         if self.branch_action == "refused":
             return f"{text}; {self.branch} NOT moved: {self.error}"
@@ -71,14 +79,22 @@ def publish(repo: Path, report: RunReport, plan: ReleasePlan, stamp: str | None 
             started=report.started,
             hosts=hosts_evidence([report.hosts[h] for h in target.hosts]),
         )
+        out.branch = release_branch(target.name)
+        try:
+            # a commit release/<target> cannot fast-forward to gets no release tag either:
+            # every release/<target>/* tag stays in the history of release/<target>
+            check_fast_forward(repo, target.name, report.commit)
+        except ReleaseError as exc:
+            out.branch_action = "refused"
+            out.error = str(exc)
+            continue
         try:
             name = release_tag(target.name, stamp, rev)
             out.tag_object = create_tag(repo, name, report.commit, evidence.message(name))
             out.tag = name
-        except ReleaseError as exc:
+        except NixifyError as exc:
             out.error = str(exc)
             continue
-        out.branch = release_branch(target.name)
         try:
             update = advance_branch(repo, target.name, report.commit, reason=name)
         except ReleaseError as exc:

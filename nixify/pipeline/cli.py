@@ -1,0 +1,156 @@
+"""`nixify status` and `nixify rollback`: the fleet against its known-good ledger.
+
+    nixify status [--limit ROLE|HOST]... [--json] [--inventory FILE]
+    nixify rollback [--to TAG | --previous] [--limit ROLE|HOST]... [--inventory FILE]
+
+Both run pyinfra on the inventory (default ``$NIXIFY_INVENTORY`` or
+``inventories/fleet.py``) from the project directory: ``status.py`` gathers facts
+on every selected host in parallel, ``rollback.py`` redeploys a known-good closure
+from the host's own pin (no evaluation, no build) through gates 3-5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nixify import paths
+from nixify.errors import ConfigError, NixifyError
+
+DEFAULT_INVENTORY = "inventories/fleet.py"
+
+
+def _pyinfra() -> str:
+    return str(Path(sys.executable).with_name("pyinfra"))
+
+
+def _inventory(args: argparse.Namespace, root: Path) -> str:
+    inv = args.inventory or os.environ.get("NIXIFY_INVENTORY") or DEFAULT_INVENTORY
+    if not (root / inv).is_file() and not Path(inv).is_file():
+        raise ConfigError(f"--inventory {inv}: no such file in {root}")
+    return str(inv)
+
+
+def _deploy_file(root: Path, name: str) -> str:
+    """The project's own deploy file, else the one beside the installed package."""
+    if (root / name).is_file():
+        return name
+    shipped = Path(__file__).resolve().parent.parent.parent / name
+    if shipped.is_file():
+        return str(shipped)
+    raise ConfigError(f"{name}: not in {root} nor beside the nixify package")
+
+
+def _limits(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for value in args.limit or []:
+        out += ["--limit", value]
+    return out
+
+
+def _is_git(root: Path) -> bool:
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "--git-dir"],
+                          capture_output=True).returncode == 0
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+def gather(root: Path, inventory: str, limits: list[str]) -> list[Any]:
+    """Run the status deploy; the probes of every selected host."""
+    from nixify.release.status import read_probes
+
+    with tempfile.TemporaryDirectory(prefix="nixify-status-") as tmp:
+        out = Path(tmp) / "probe.json"
+        cmd = [_pyinfra(), "-y", inventory, _deploy_file(root, "status.py"), *limits,
+               "--data", f"status_out={out}"]
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        if not out.is_file():
+            tail = "\n".join((proc.stderr.strip() or proc.stdout.strip()).splitlines()[-15:])
+            raise NixifyError(f"status: pyinfra exited {proc.returncode} with no probe:\n{tail}")
+        return read_probes(out)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from nixify.release.git import list_tags
+    from nixify.release.ledger import build_ledger
+    from nixify.release.status import fleet_status, render
+
+    root = paths.repo_root()
+    probes = gather(root, _inventory(args, root), _limits(args))
+    tags = list_tags(root) if _is_git(root) else []
+    ledger = build_ledger({p.host: p.records for p in probes if p.reachable}, tags)
+    statuses = fleet_status(probes, ledger)
+    if args.json:
+        print(json.dumps({"hosts": [s.to_json() for s in statuses],
+                          "tags": ledger.to_json()["tags"]}, indent=2))
+    else:
+        print(render(statuses))
+    bad = [s for s in statuses if not s.probe.reachable or s.probe.error
+           or s.newest is None or s.running != s.newest.closure]
+    return 1 if bad else 0
+
+
+# -- rollback ------------------------------------------------------------------------------
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from nixify.release.git import list_tags
+    from nixify.release.names import parse_release_tag
+
+    root = paths.repo_root()
+    inventory = _inventory(args, root)
+    limits = _limits(args)
+    data: list[str] = []
+    if args.to:
+        parts = parse_release_tag(args.to)
+        if parts is None:
+            raise ConfigError(
+                f"--to {args.to}: not a release tag (release/<target>/<UTC>-<shortrev>)"
+            )
+        known = [t.name for t in list_tags(root, parts.target)] if _is_git(root) else []
+        if parts.name not in known:
+            raise ConfigError(
+                f"--to {args.to}: no such release tag in {root} (tags of {parts.target}: "
+                f"{', '.join(known) or 'none'})"
+            )
+        if not limits:
+            limits = ["--limit", parts.target]
+        data = ["--data", f"to={parts.name}"]
+    cmd = [_pyinfra(), "-y", inventory, _deploy_file(root, "rollback.py"), *limits, *data]
+    print(f"nixify rollback: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+    return subprocess.run(cmd, cwd=root).returncode
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", action="append", metavar="ROLE|HOST",
+                   help="only these roles or hosts (repeatable)")
+    p.add_argument("--inventory", "-i", default=None,
+                   help=f"pyinfra inventory (default: $NIXIFY_INVENTORY or {DEFAULT_INVENTORY})")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "status",
+        help="per host: running and booted closures, newest known-good pin, tag, drift",
+    )
+    _common(p)
+    p.add_argument("--json", action="store_true", help="machine output")
+    p.set_defaults(func=_status)
+    p = sub.add_parser(
+        "rollback",
+        help="redeploy a known-good closure from the hosts' pins (no build)",
+    )
+    _common(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--to", metavar="TAG",
+                       help="the release tag to return to (limit defaults to its target)")
+    which.add_argument("--previous", action="store_true",
+                       help="each host's previous known-good closure (the default)")
+    p.set_defaults(func=_rollback)
