@@ -34,9 +34,24 @@ def _module_present(name: str) -> bool:
         return False
 
 
-# Commands whose module is known up front load only that module (startup time
-# counts for them: bench/diff.py); every other command line loads them all.
-FAST_COMMANDS: dict[str, str] = {"diff": "nixify.diff.cli"}
+# Each top-level command and the module that registers it: a command line loads
+# only its own module (startup time counts, and one subsystem's import error
+# never breaks another's command); help and unknown commands load them all.
+FAST_COMMANDS: dict[str, str] = {
+    "lab": "nixify.lab.cli",
+    "demo": "nixify.lab.cli",
+    "diff": "nixify.diff.cli",
+    "secrets": "nixify.secrets.cli",
+    "ssh-to-age": "nixify.secrets.cli",
+    "leak-scan": "nixify.leak.cli",
+    "hooks": "nixify.gitgate.cli",
+    "gate": "nixify.gitgate.cli",
+    "integrate": "nixify.gitgate.cli",
+    "worktree": "nixify.gitgate.cli",
+    "status": "nixify.pipeline.cli",
+    "rollback": "nixify.pipeline.cli",
+    "cache": "nixify.cache.cli",
+}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
