@@ -163,10 +163,13 @@ class _Reader:
         if root is not None:
             self._block_scalar_lines(root, blocked)
         for number, line in enumerate(self.lines):
-            stripped = line.lstrip(" ")
-            if stripped.startswith("#") and number not in blocked:
-                column = len(line) - len(stripped)
-                self.comments.append(_CommentLine(number, column, stripped[1:]))
+            if number in blocked:
+                continue
+            # a comment line, or a comment after sequence dashes (``- # note``)
+            m = re.match(r"^ *(?:- +)*#", line)
+            if m:
+                column = m.end() - 1
+                self.comments.append(_CommentLine(number, column, line[m.end() :]))
 
     def _block_scalar_lines(self, node: yaml.Node, out: set[int]) -> None:
         if isinstance(node, ScalarNode):
@@ -195,7 +198,21 @@ class _Reader:
         m = re.match(r"^[ \t]+#(.*)$", self.lines[line][column:])
         return [Comment(m.group(1))] if m else []
 
-    def convert(self, node: yaml.Node, end_line: int) -> Node:
+    def key_comment(self, knode: yaml.Node) -> list[Comment]:
+        """The ``# ...`` after ``key:`` when the value starts on the next line."""
+        line, column = knode.end_mark.line, knode.end_mark.column
+        if line >= len(self.lines):
+            return []
+        m = re.match(r"^[ \t]*:[ \t]+#(.*)$", self.lines[line][column:])
+        return [Comment(m.group(1))] if m else []
+
+    def convert(self, node: yaml.Node, end_line: int, next_col: int = 0) -> Node:
+        """``node`` as a tree; ``end_line``/``next_col``: where the next token after it is.
+
+        A comment line goes before the next entry at its own level, unless it is
+        indented deeper than the token that follows: then it trails the innermost
+        block before it (go-yaml's foot comment), as sops reads it.
+        """
         if isinstance(node, ScalarNode):
             return _scalar_value(node, self.lines)
         if isinstance(node, MappingNode):
@@ -207,34 +224,42 @@ class _Reader:
             for i, (knode, vnode) in enumerate(pairs):
                 start = knode.start_mark.line
                 branch.entries.extend(self.take(0, start + 1, column))
-                nxt = pairs[i + 1][0].start_mark.line if i + 1 < len(pairs) else end_line
+                if i + 1 < len(pairs):
+                    nxt, ncol = pairs[i + 1][0].start_mark.line, column
+                else:
+                    nxt, ncol = end_line, next_col
                 key = _key_text(knode, self.where)
                 if key == "<<":
                     raise YamlFormatError(f"{self.where}: line {start + 1}: merge keys unsupported")
-                value = self.convert(vnode, nxt)
+                if isinstance(vnode, (MappingNode, SequenceNode)):
+                    branch.entries.extend(self.key_comment(knode))
+                value = self.convert(vnode, nxt, ncol)
                 if not isinstance(value, (Branch, list)):
                     # a comment on the value's line goes before its key, as sops puts it
                     branch.entries.extend(self.line_comment(vnode))
                     branch.entries.extend(self.take(start, vnode.end_mark.line + 1, column))
                 branch.entries.append((key, value))
-            branch.entries.extend(self.take(0, end_line, column))
+            branch.entries.extend(self.take(0, end_line, next_col + 1))
             return branch
         if isinstance(node, SequenceNode):
             items: list[Item] = []
             seq = node.value
             if not seq:
                 return items
-            column = seq[0].start_mark.column - 2 if node.flow_style is False else 0
+            column = node.start_mark.column if node.flow_style is False else 0
             for i, vnode in enumerate(seq):
                 start = vnode.start_mark.line
                 items.extend(self.take(0, start, column))
-                nxt = seq[i + 1].start_mark.line if i + 1 < len(seq) else end_line
-                value = self.convert(vnode, nxt)
+                if i + 1 < len(seq):
+                    nxt, ncol = seq[i + 1].start_mark.line, column
+                else:
+                    nxt, ncol = end_line, next_col
+                value = self.convert(vnode, nxt, ncol)
                 if not isinstance(value, (Branch, list)):
                     items.extend(self.line_comment(vnode))
                     items.extend(self.take(start, vnode.end_mark.line + 1, column))
                 items.append(value)
-            items.extend(self.take(0, end_line, column))
+            items.extend(self.take(0, end_line, next_col + 1))
             return items
         raise YamlFormatError(f"{self.where}: unsupported YAML node {type(node).__name__}")
 
@@ -266,8 +291,9 @@ def load_document(text: str, where: str = "<yaml>") -> tuple[Branch, yaml.Node |
         return branch, None
     if not isinstance(root, MappingNode):
         raise YamlFormatError(f"{where}: the document must be a mapping at the top level")
-    tree = reader.convert(root, len(reader.lines) + 1)
+    tree = reader.convert(root, len(reader.lines) + 1, 0)
     assert isinstance(tree, Branch)
+    tree.entries.extend(reader.take(0, len(reader.lines) + 1))  # the document's foot
     return tree, root
 
 
@@ -486,6 +512,15 @@ class _Writer:
 
     def value_after(self, prefix: str, value: Node, indent: int, in_seq: bool) -> None:
         """Write ``prefix`` (a key with ``:`` or a ``-``) then ``value``."""
+        if in_seq and isinstance(value, (Branch, list)):
+            # comments leading a collection that is a sequence item go before its dash
+            entries = value.entries if isinstance(value, Branch) else value
+            lead = 0
+            while lead < len(entries) and isinstance(entries[lead], Comment):
+                self.comment(entries[lead], indent)  # type: ignore[arg-type]
+                lead += 1
+            if lead:
+                value = Branch(value.entries[lead:]) if isinstance(value, Branch) else value[lead:]
         if isinstance(value, Branch):
             if not value.entries:
                 self.out.append(prefix + " {}")

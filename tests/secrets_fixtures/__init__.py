@@ -138,6 +138,11 @@ CORPUS: dict[str, str] = {
         "  - 2\n  # end of list\n# end\n"
     ),
     "docstart": "---\na: 1\n",
+    "comment_placement": (
+        "a: 1\n  # indented after a scalar\nb:\n  c:\n    d: 1\n  # dedented foot\ne: # on key\n"
+        "  f: 1\nl:\n  # before first\n  - x: 1\n    # inside item\n    y: 2\n  - 1 # one\n"
+        "  - # before nested\n    - a\n\n# spaced\n\n# x\n# y\n"
+    ),
     "empty_things": "a: {}\nb: []\nc:\n  - {}\n  - []\n  - - - deep\nd: ''\n",
     "blank_lines": "a: 1\n\n\nb: 2\n",
     "flow": "a: [1, two, {x: y}]\nb: {c: d, e: [f]}\n",
