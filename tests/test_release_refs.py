@@ -111,16 +111,25 @@ def test_non_fast_forward_moves_are_refused_and_change_nothing(repo: Path) -> No
         advance_branch(repo, "nas", "0123456789abcdef0123456789abcdef01234567")
 
 
-def test_the_branch_update_is_a_compare_and_swap(repo: Path) -> None:
-    """If release/<target> moves between the check and the update, git refuses it."""
+def test_the_branch_update_is_a_compare_and_swap(repo: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """If release/<target> moves between the check and the update, nothing is overwritten."""
+    import nixify.release.git as release_git
+
     c1 = commit(repo, "a")
     c2 = commit(repo, "b")
     c3 = commit(repo, "c")
     advance_branch(repo, "nas", c1)
-    proc = subprocess.run(["git", "-C", str(repo), "update-ref", "refs/heads/release/nas", c3, c2],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0  # what advance_branch relies on: old value must match
-    assert git(repo, "rev-parse", "release/nas") == c1
+    real_check = release_git.check_fast_forward
+
+    def racing_check(r: Path, target: str, where: str) -> None:
+        real_check(r, target, where)
+        git(repo, "update-ref", "refs/heads/release/nas", c2)  # someone else moves it now
+
+    monkeypatch.setattr(release_git, "check_fast_forward", racing_check)
+    with pytest.raises(ReleaseError, match="update-ref"):
+        advance_branch(repo, "nas", c3)
+    assert git(repo, "rev-parse", "release/nas") == c2  # the other move stands
 
 
 def test_list_tags_reads_release_tags_only_oldest_first(repo: Path) -> None:
