@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
 import pyrage
 import pytest
-from secrets_fixtures import CORPUS, SAMPLE_JSON, SAMPLE_YAML, AgeKey, age_keygen, sops
+from secrets_fixtures import (
+    CORPUS,
+    SAMPLE_JSON,
+    SAMPLE_YAML,
+    AgeKey,
+    age_keygen,
+    random_document,
+    sops,
+)
 
 from nixify.secrets import yamlio
 from nixify.secrets.keys import identities_from_file
@@ -219,3 +228,14 @@ def test_partial_encryption_rules_match_sops(tmp_path: Path, op: AgeKey, flags: 
         ]
 
     assert shape(rotated.read_text()) == shape(enc.read_text())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_documents_both_directions(tmp_path: Path, op: AgeKey, seed: int) -> None:
+    text = random_document(random.Random(seed))
+    enc = _sops_encrypt(tmp_path, "doc.yaml", text, [op.recipient])
+    expected = sops(["decrypt", str(enc)], tmp_path, op.identity_file).stdout
+    assert SopsFile.load(enc).plaintext(_ids(op.identity_file)).encode() == expected
+    ours = tmp_path / "ours.yaml"
+    ours.write_text(encrypt_tree(yamlio.load(text), "yaml", [op.recipient]))
+    assert sops(["decrypt", str(ours)], tmp_path, op.identity_file).stdout == expected

@@ -385,10 +385,13 @@ def _double_quoted(value: str) -> str:
         "\f": "\\f", "\r": "\\r", "\x1b": "\\e", '"': '\\"', "\\": "\\\\",
         "\x85": "\\N", "\xa0": "\\_", "\u2028": "\\L", "\u2029": "\\P",
     }  # fmt: skip
+    # go-yaml's BOM test looks at the start of the string, not at the character: a
+    # string that starts with a BOM has every character escaped
+    escape_all = value.startswith("\ufeff")
     for ch in value:
         if ch in escapes:
             out.append(escapes[ch])
-        elif not _is_printable(ch) or ch == "\ufeff":
+        elif escape_all or not _is_printable(ch) or ch == "\ufeff":
             o = ord(ch)
             if o <= 0xFF:
                 out.append(f"\\x{o:02X}")
@@ -564,8 +567,25 @@ class _Writer:
                 continue
             first_prefix = None
             key, value = entry
+            if "\n" in key and scalar_inline(key) is None:
+                self.complex_key(lead, key, value, indent)
+                continue
             key_text = scalar_inline(key, simple_key=True) or _double_quoted(key)
             self.value_after(lead + key_text + ":", value, indent, in_seq=False)
+
+    def complex_key(self, lead: str, key: str, value: Node, indent: int) -> None:
+        """A multi-line key, as go-yaml writes it: ``? |`` block, then ``:`` and the value."""
+        inner = _next_indent(indent)
+        lines = _literal(key, inner)
+        self.out.append(lead + "? " + lines[0])
+        self.out.extend(lines[1:])
+        colon = " " * indent + ":"
+        if isinstance(value, Branch) and value.entries:
+            self.mapping(value, inner, first_prefix=colon + " " * (inner - indent - 1))
+        elif isinstance(value, list) and value:
+            self.sequence(value, inner, first_prefix=colon + " " * (inner - indent - 1))
+        else:
+            self.value_after(colon, value, indent, in_seq=False)
 
     def sequence(self, items: list[Item], indent: int, first_prefix: str | None = None) -> None:
         for item in items:

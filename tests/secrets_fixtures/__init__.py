@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,6 @@ SAMPLE_JSON = """{"a": "x", "b": {"c": 1, "d": [1, 2.5, true, "s", null]},
 """
 
 
-
 # Strings that exercise go-yaml's quoting and escaping rules, one value each.
 _SPECIAL_STRINGS = [
     "~", "null", "1e3", "0x1F", ".5", "+1", "1_000", "-", "?", "- x", "@x", "`x", "|", ">",
@@ -151,3 +151,34 @@ CORPUS: dict[str, str] = {
         "d: 5e-324\ne: 1e21\nf: 123456789.123\ng: 0.000001\nh: 100000000000000000000.0\n"
     ),
 }
+
+
+_ATOMS: list[object] = [
+    "x", "yes", "no", "on", "1", "0x10", "1.5", "1e5", "-", "- a", "a: b", "a #b", "#c", "'q'",
+    '"d"', " sp", "sp ", "", "null", "~", "true", "\u00e9", "\U0001f600", "tab\there",
+    "multi\nline", "end\n", "a\\b", "[x]", "{y}", "@a", "`b", "!t", "%p", "&a", "*a", "12:30",
+    "2020-01-02", "0777", "+5", ".inf", "1_0", "a,b", "?x", "x?", ":x", "x:", "long " * 20,
+    "\u00a0nbsp", "\ufeffbom", 0.5, 1.0, 1e21, 1e-7, -0.0, True, False, None, 42, -7,
+]  # fmt: skip
+
+
+def random_document(rnd: random.Random) -> str:
+    """A random JSON document (JSON is YAML) of odd keys and values, for interop tests."""
+
+    def scalar() -> object:
+        if rnd.random() < 0.8:
+            return rnd.choice(_ATOMS)
+        return "".join(rnd.choice("abc xyz:#-\n'\"") for _ in range(rnd.randint(1, 8)))
+
+    def node(depth: int) -> object:
+        r = rnd.random()
+        if depth > 3 or r < 0.5:
+            return scalar()
+        if r < 0.75:
+            return {
+                (f"k{rnd.randint(0, 99)}" if rnd.random() < 0.8 else str(scalar())): node(depth + 1)
+                for _ in range(rnd.randint(0, 4))
+            }
+        return [node(depth + 1) for _ in range(rnd.randint(0, 4))]
+
+    return json.dumps({f"top{i}": node(0) for i in range(rnd.randint(1, 4))}, ensure_ascii=False)
