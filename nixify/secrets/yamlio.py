@@ -223,7 +223,7 @@ class _Reader:
             column = pairs[0][0].start_mark.column
             for i, (knode, vnode) in enumerate(pairs):
                 start = knode.start_mark.line
-                branch.entries.extend(self.take(0, start + 1, column))
+                branch.entries.extend(self.take(0, start + 1))
                 if i + 1 < len(pairs):
                     nxt, ncol = pairs[i + 1][0].start_mark.line, column
                 else:
@@ -249,7 +249,7 @@ class _Reader:
             column = node.start_mark.column if node.flow_style is False else 0
             for i, vnode in enumerate(seq):
                 start = vnode.start_mark.line
-                items.extend(self.take(0, start, column))
+                items.extend(self.take(0, start))
                 if i + 1 < len(seq):
                     nxt, ncol = seq[i + 1].start_mark.line, column
                 else:
