@@ -33,7 +33,9 @@ from nixify.secrets.rules import (
 )
 from nixify.secrets.sopsfile import SopsError, SopsFile
 
-SECRET_SUFFIXES = (".yaml", ".yml", ".json")
+# .env/.ini/.bin are sops formats nixify does not handle: discovered so that a rekey
+# reports them (SopsFile.load refuses them by name) instead of skipping them silently
+SECRET_SUFFIXES = (".yaml", ".yml", ".json", ".env", ".ini", ".bin")
 MOUNTS_NAME = "mounts.yaml"  # host -> files it mounts, when not read from the inventory
 Status = Literal["unchanged", "rekeyed", "would-rekey", "error"]
 
