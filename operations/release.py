@@ -59,6 +59,17 @@ def _inventory_roles(state: Any) -> dict[str, list[str]]:
     return roles
 
 
+def _releases_off(state: Any) -> bool:
+    """``--data release=off`` (or false/no/0): pins as usual, no release refs."""
+    if state is None:
+        return False
+    for host in state.inventory:
+        value = host.data.get("release")
+        if value is not None and str(value).lower() in ("0", "false", "no", "off"):
+            return True
+    return False
+
+
 def _host_data(state: Any) -> dict[str, Any]:
     return {} if state is None else {h.name: h.data for h in state.inventory}
 
@@ -134,7 +145,10 @@ def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseO
     outcomes: list[ReleaseOutcome] = []
     stamped: dict[str, str | None] = {}
     try:
-        plan = plan_releases(run.report, _inventory_roles(state))
+        if _releases_off(state):
+            plan = ReleasePlan(skipped="--data release=off")
+        else:
+            plan = plan_releases(run.report, _inventory_roles(state))
         if plan.skipped:
             _say(f"release: none: {plan.skipped}")
         for note in plan.notes:

@@ -109,7 +109,7 @@ class ReleaseEvidence:
             f"run: {self.kind}, mode {self.mode}, by {self.operator}, started {self.started}\n"
         )
         body = "\n".join(line for h in self.hosts for line in h.render())
-        data = json.dumps(asdict(self), indent=1, sort_keys=True)
+        data = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return f"{head}\n{body}\n\n{MARKER}\n{data}\n"
 
     @classmethod
