@@ -136,6 +136,9 @@ def _nix_conf(host: HostData) -> str:
     if host.role == "remote_builder":
         # The remote builder builds for the edge node too (like a builder with binfmt).
         lines.append("extra-platforms = aarch64-linux")
+    # The fleet's binary cache, once `nixify cache lab-setup` enrols the host:
+    # substituters, trusted-public-keys, require-sigs (absent file: no cache).
+    lines.append("!include nixify-cache.conf")
     return "\n".join(lines) + "\n"
 
 
