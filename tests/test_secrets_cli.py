@@ -123,3 +123,20 @@ def test_bad_host_key_and_no_identity(
     assert rc == 2 and "no age identity found" in err
     assert (tree / "nas/smb.yaml").read_bytes() == before
     assert SopsFile.load(tree / "nas/smb.yaml").recipients
+
+
+def test_unmounted_file_gets_an_operator_only_rule(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nixify.secrets.sopsfile import encrypt_tree
+    from nixify.secrets.yamlio import load
+
+    op = SopsFile.load(tree / "common/ntp.yaml").recipients[0]
+    (tree / "addresses.sops.yaml").write_text(encrypt_tree(load("nas-1: x\n"), "yaml", [op]))
+    rc, out, _ = run(capsys, "secrets", "check", "--secrets-dir", str(tree))
+    assert rc == 1 and "out of date" in out
+    assert run(capsys, "secrets", "rules", "--secrets-dir", str(tree))[0] == 0
+    assert "addresses.sops.yaml: operator only" in (tree / ".sops.yaml").read_text()
+    rc, out, _ = run(capsys, "secrets", "rekey", str(tree))
+    assert rc == 0 and "3 unchanged" in out
+    assert run(capsys, "secrets", "check", "--secrets-dir", str(tree))[0] == 0

@@ -21,7 +21,7 @@ import pyrage
 from nixify.errors import ConfigError
 from nixify.secrets.recipients import RecipientsRecord
 from nixify.secrets.rekey import discover, plan_jobs
-from nixify.secrets.rules import find_config
+from nixify.secrets.rules import CONFIG_NAME, LoadedRule, find_config
 from nixify.secrets.sopsfile import SopsError, SopsFile
 
 
@@ -101,10 +101,17 @@ def audit(
     record: RecipientsRecord,
     mounts: Mapping[str, Sequence[str]],
     config: Path | None = None,
+    rules: Sequence[LoadedRule] | None = None,
 ) -> AuditReport:
-    """Audit every secret file under ``secrets_dir`` against its rule and the mounts."""
-    config = config or find_config(secrets_dir)
-    jobs = plan_jobs(discover([secrets_dir]), config)
+    """Audit every secret file under ``secrets_dir`` against its rule and the mounts.
+
+    ``rules`` (default: those of ``config``, found as for a rekey) lets a caller
+    audit against the rules the inventory asks for before they are written.
+    """
+    config = config or (
+        secrets_dir / CONFIG_NAME if rules is not None else find_config(secrets_dir)
+    )
+    jobs = plan_jobs(discover([secrets_dir]), config, rules)
     host_rcpt = record.host_recipients()
     hosts = sorted(set(host_rcpt) | set(mounts))
     report = AuditReport(hosts)

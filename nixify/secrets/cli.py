@@ -13,9 +13,11 @@ from nixify.secrets.audit import audit, mounts_from_fleet
 from nixify.secrets.keys import find_identities, identities_from_file
 from nixify.secrets.provision import load_mounts
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord, atomic_write
-from nixify.secrets.rekey import MOUNTS_NAME, RekeyReport, plan_jobs, rekey_paths
+from nixify.secrets.rekey import MOUNTS_NAME, RekeyReport, discover, plan_jobs, rekey_paths
 from nixify.secrets.rules import (
     CONFIG_NAME,
+    CreationRule,
+    as_loaded,
     compute_rules,
     find_config,
     render_sops_yaml,
@@ -125,9 +127,26 @@ def _record(args: argparse.Namespace) -> RecipientsRecord:
     return RecipientsRecord.load(Path(args.secrets_dir) / RECORD_NAME)
 
 
+def _desired_rules(
+    secrets_dir: Path, mounts: dict[str, list[str]], record: RecipientsRecord
+) -> list[CreationRule]:
+    """Rules for every mounted file, plus operator-only rules for files no host mounts
+    (e.g. the operator's own address map), so that a rekey covers the whole tree."""
+    mounted = {f for files in mounts.values() for f in files}
+    extra = []
+    if secrets_dir.is_dir():
+        for f in discover([secrets_dir]):
+            rel = f.relative_to(secrets_dir).as_posix()
+            if rel not in mounted:
+                extra.append(rel)
+    return compute_rules(
+        mounts, record.host_recipients(), record.operator_recipients, extra_files=extra
+    )
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     record = _record(args)
-    rules = compute_rules(_mounts(args), record.host_recipients(), record.operator_recipients)
+    rules = _desired_rules(Path(args.secrets_dir), _mounts(args), record)
     text = render_sops_yaml(rules)
     target = Path(args.secrets_dir) / CONFIG_NAME
     current = target.read_text() if target.exists() else None
@@ -235,10 +254,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     mounts = _mounts(args)
     problems = []
     config = secrets_dir / CONFIG_NAME
-    rules = compute_rules(mounts, record.host_recipients(), record.operator_recipients)
+    rules = _desired_rules(secrets_dir, mounts, record)
     if not config.exists() or config.read_text() != render_sops_yaml(rules):
         problems.append(f"{config}: out of date with the inventory and host keys (run rules)")
-    report = audit(secrets_dir, record, mounts, config if config.exists() else None)
+    report = audit(secrets_dir, record, mounts, config, rules=as_loaded(rules))
     changed = sorted(
         h.name
         for h in record.hosts.values()

@@ -35,6 +35,11 @@ class CreationRule:
         return "(^|/)" + re.escape(self.path) + "$"
 
 
+def as_loaded(rules: Sequence[CreationRule]) -> list[LoadedRule]:
+    """Computed rules in the form read from a ``.sops.yaml`` (to match files against)."""
+    return [LoadedRule(r.path_regex, r.recipients, i) for i, r in enumerate(rules)]
+
+
 @dataclass(frozen=True)
 class LoadedRule:
     """A rule as read from a ``.sops.yaml`` (any regex sops accepts)."""
