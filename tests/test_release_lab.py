@@ -203,6 +203,16 @@ def test_4_a_host_that_does_not_answer_is_shown_not_dropped(lab: LabState, proje
     assert hosts["nas-2"]["reachable"] and hosts["nas-2"]["running_is_known_good"] is True
     assert re.search(r"nas-1\s+nas\s+UNREACHABLE", proc.stdout), proc.stdout
     assert "1/2 hosts answered" in proc.stdout
+    # not one host answers: pyinfra stops early, and still every host is listed
+    for name in NAS:
+        control.stop_host(Path(lab.dir), name)
+    try:
+        rc, hosts = status(lab, project, "--limit", "nas")
+    finally:
+        for name in NAS:
+            control.start_host(Path(lab.dir), name)
+    assert rc == 1 and sorted(hosts) == list(NAS)
+    assert all(not h["reachable"] and h["role"] == "nas" for h in hosts.values())
 
 
 def test_5_a_dirty_tree_gets_pins_but_no_release(lab: LabState, project: Path) -> None:

@@ -71,10 +71,39 @@ def gather(root: Path, inventory: str, limits: list[str]) -> list[Any]:
         cmd = [_pyinfra(), "-y", inventory, _deploy_file(root, "status.py"), *limits,
                "--data", f"status_out={out}"]
         proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-        if not out.is_file():
-            tail = "\n".join((proc.stderr.strip() or proc.stdout.strip()).splitlines()[-15:])
-            raise NixifyError(f"status: pyinfra exited {proc.returncode} with no probe:\n{tail}")
-        return read_probes(out)
+        if out.is_file():
+            return read_probes(out)
+        text = proc.stdout + proc.stderr
+        if "No hosts remaining" in text:  # not one selected host answered
+            return _all_unreachable(root, inventory, limits)
+        tail = "\n".join((proc.stderr.strip() or proc.stdout.strip()).splitlines()[-15:])
+        raise NixifyError(f"status: pyinfra exited {proc.returncode} with no probe:\n{tail}")
+
+
+def _all_unreachable(root: Path, inventory: str, limits: list[str]) -> list[Any]:
+    """When no selected host answered, pyinfra stops before the status deploy runs:
+    list the selected hosts from the inventory itself, each as not answering."""
+    from fnmatch import fnmatch
+
+    from nixify.release.status import HostProbe
+
+    proc = subprocess.run([_pyinfra(), inventory, "debug-inventory", "--json", *limits],
+                          cwd=root, capture_output=True, text=True)
+    try:
+        hosts = json.loads(proc.stdout)
+    except ValueError:
+        raise NixifyError(f"status: no host answered, and the inventory {inventory} could not "
+                          f"be listed: {proc.stderr.strip()[-500:]}") from None
+    patterns = [v for i, v in enumerate(limits) if i % 2 == 1]
+    out = []
+    for h in hosts:
+        name, groups = str(h["name"]), set(h.get("groups") or [])
+        if patterns and not any(p in groups or fnmatch(name, p) for p in patterns):
+            continue
+        data = h.get("data") or {}
+        role = str(data.get("role") or "") if isinstance(data, dict) else ""
+        out.append(HostProbe(name, role, False, "did not answer over SSH"))
+    return out
 
 
 def _status(args: argparse.Namespace) -> int:
