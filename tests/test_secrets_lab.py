@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +16,7 @@ from labkit import REPO, pyinfra, ssh
 
 from nixify import paths
 from nixify.inventory import load_fleet
-from nixify.lab import LabState
+from nixify.lab import LabState, control
 from nixify.lab.control import fleet_for_state
 from nixify.secrets.audit import audit, trial_matrix
 from nixify.secrets.install import sops_binary_path
@@ -152,3 +154,49 @@ def test_lab_secrets_install_and_blast_radius(
             capture_output=True,
         )
         assert (proc.returncode == 0) is should_open, (h.name, rel[f], proc.stderr)
+
+    # the host is rebuilt: a new host key. The fact sees it, the deploy holds the host
+    # back naming the files to rekey, a rekey fixes it, and the next deploy installs.
+    _rebuild_host(state, victim)
+    env = {"SECRETS_COLLECT": "1"}
+    held = pyinfra(state, "inventories/lab.py", str(deploy), "-y", "--limit", victim, env=env)
+    out = held.stdout + held.stderr
+    assert f"COLLECT {victim} changed" in out
+    assert f"{victim}: not keyed to its current host key: {' '.join(mounts[victim])}" in out
+    assert held.returncode != 0
+    op_env = {**os.environ, "SOPS_AGE_KEY_FILE": str(op_file), "HOME": str(tmp_path)}
+    nixify = [str(Path(sys.executable).parent / "nixify"), "secrets"]
+    check = subprocess.run(
+        [*nixify, "check", "--secrets-dir", str(secrets)],
+        capture_output=True,
+        text=True,
+        env=op_env,
+    )
+    assert check.returncode == 1 and f"host {victim}: host key changed" in check.stdout
+    for step in (["rules", "--secrets-dir", str(secrets)], ["rekey", str(secrets)]):
+        done = subprocess.run([*nixify, *step], capture_output=True, text=True, env=op_env)
+        assert done.returncode == 0, done.stderr
+    assert f"-{victim} (old key)" in done.stdout
+    fixed = pyinfra(state, "inventories/lab.py", str(deploy), "-y", "--limit", victim)
+    assert fixed.returncode == 0, fixed.stdout[-2000:]
+    for f in mounts[victim]:
+        assert ssh(state, victim, f"cat /run/secrets/{f}").stdout == plaintexts[f]
+    assert ssh(state, victim, "readlink /run/secrets").stdout != generation
+
+
+def _rebuild_host(state: LabState, name: str) -> None:
+    """A rebuilt machine: same name and address, a new ed25519 host key."""
+    host = state.host(name)
+    key = Path(host.host_key_pub).with_suffix("")
+    old_blob = Path(host.host_key_pub).read_text().split()[1]
+    control.stop_host(Path(state.dir), name)
+    key.unlink()
+    Path(host.host_key_pub).unlink()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}", "-f", str(key)],
+        check=True,
+    )
+    new_blob = Path(host.host_key_pub).read_text().split()[1]
+    known = Path(state.known_hosts)
+    known.write_text(known.read_text().replace(old_blob, new_blob))
+    control.start_host(Path(state.dir), name)
