@@ -197,9 +197,10 @@ def test_kill_9_half_way_leaves_every_file_decryptable(tmp_path: Path) -> None:
         assert "key: value" in plain
     for f in changed[:3]:
         assert sops(["decrypt", str(f)], tmp_path, op.identity_file).stdout.startswith(b"# dummy")
-    # the run can be resumed and finishes the job
+    # the run can be resumed and finishes the job, leaving no temp file behind
     report = rekey_paths([secrets], identity_files=[op.identity_file])
     assert report.ok
+    assert not list(secrets.glob(".*.tmp"))
     assert all(
         r.status == "unchanged"
         for r in rekey_paths([secrets], identity_files=[op.identity_file]).results
@@ -261,3 +262,22 @@ def test_audit_matrix_and_failures(tmp_path: Path) -> None:
         p.startswith("host nas mounts common/ntp.yaml but cannot decrypt it: its host key changed")
         for p in rebuilt.problems
     )
+
+
+def test_one_rekey_at_a_time(tmp_path: Path) -> None:
+    import fcntl
+
+    op = age_keygen(tmp_path / "op.txt")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    _tree(
+        secrets,
+        2,
+        op.recipient,
+        {"a": recipient_of_public_line(ssh_keygen(tmp_path / "a").public_line)},
+    )
+    with open(secrets / ".nixify-rekey.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match="another rekey is running"):
+            rekey_paths([secrets], identity_files=[op.identity_file])
+    assert rekey_paths([secrets], identity_files=[op.identity_file]).ok

@@ -11,10 +11,12 @@ old or new.
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -186,15 +188,40 @@ def rekey_paths(
     identity_files: Sequence[Path] = (),
     workers: int | None = None,
 ) -> RekeyReport:
-    """Discover the files under ``paths``, match their rules, rekey them."""
+    """Discover the files under ``paths``, match their rules, rekey them.
+
+    One rekey at a time per secrets tree (a lock beside ``.sops.yaml``); temp files
+    a killed run left behind are removed first (they only ever hold ciphertext).
+    """
     files = discover(paths)
     config = config or _config_for(paths)
-    return run_rekey(
-        plan_jobs(files, config),
-        dry_run=dry_run,
-        identity_files=identity_files,
-        workers=workers,
-    )
+    jobs = plan_jobs(files, config)
+    with _tree_lock(config.parent):
+        if not dry_run:
+            _remove_stale_temps({Path(j.path).parent for j in jobs})
+        return run_rekey(jobs, dry_run=dry_run, identity_files=identity_files, workers=workers)
+
+
+LOCK_NAME = ".nixify-rekey.lock"
+
+
+@contextmanager
+def _tree_lock(directory: Path) -> Iterator[None]:
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ConfigError(f"{directory}: another rekey is running (lock {LOCK_NAME})") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(directories: set[Path]) -> None:
+    for directory in directories:
+        for tmp in directory.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _config_for(paths: Sequence[Path]) -> Path:
