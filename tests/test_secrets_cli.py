@@ -65,6 +65,10 @@ def test_mount_change_rules_check_rekey_audit(
     assert "needs rekey: nas/smb.yaml" in out
     rc, out, _ = run(capsys, "secrets", "rekey", "--dry-run", str(tree))
     assert rc == 0 and "would rekey nas/smb.yaml: +dev" in out
+    rc, out, _ = run(capsys, "secrets", "rekey", "--dry-run", "--json", str(tree))
+    files = {f["path"]: f for f in json.loads(out)["files"]}
+    assert files["nas/smb.yaml"]["status"] == "would-rekey"
+    assert files["nas/smb.yaml"]["added"] == ["dev"] and files["common/ntp.yaml"]["added"] == []
     rc, out, _ = run(capsys, "secrets", "rekey", str(tree))
     assert rc == 0 and "rekeyed nas/smb.yaml: +dev" in out and "1 rekeyed, 1 unchanged" in out
     rc, out, _ = run(capsys, "secrets", "audit", "--json", "--secrets-dir", str(tree))

@@ -196,7 +196,24 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_rekey(report: RekeyReport, record: RecipientsRecord, dry_run: bool) -> int:
+def _report_rekey(
+    report: RekeyReport, record: RecipientsRecord, dry_run: bool, as_json: bool = False
+) -> int:
+    if as_json:
+        import json
+
+        doc = [
+            {
+                "path": r.relpath,
+                "status": r.status,
+                "added": [record.label(a) for a in r.added],
+                "removed": [record.label(x) for x in r.removed],
+                **({"error": r.error} if r.error else {}),
+            }
+            for r in report.results
+        ]
+        print(json.dumps({"ok": report.ok, "dry_run": dry_run, "files": doc}, indent=2))
+        return 0 if report.ok else 1
     for r in report.results:
         if r.status == "unchanged":
             continue
@@ -227,7 +244,8 @@ def cmd_rekey(args: argparse.Namespace) -> int:
         workers=args.jobs,
     )
     record_dir = (config or find_config(paths[0])).parent
-    return _report_rekey(report, RecipientsRecord.load(record_dir / RECORD_NAME), args.dry_run)
+    record = RecipientsRecord.load(record_dir / RECORD_NAME)
+    return _report_rekey(report, record, args.dry_run, args.json)
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
@@ -328,7 +346,8 @@ def _register_actions(sub: Any) -> None:
     rk.add_argument("paths", nargs="*", metavar="PATH")
     rk.add_argument("--dry-run", action="store_true", help="print recipients added/removed")
     rk.add_argument("--config", help=".sops.yaml (default: nearest above PATH, then cwd)")
-    rk.add_argument("-j", "--jobs", type=int, help="worker processes (default: CPUs)")
+    rk.add_argument("-j", "--jobs", type=int, help="worker processes (default: 2 x CPUs)")
+    rk.add_argument("--json", action="store_true", help="machine-readable result per file")
     _identity_arg(rk)
     rk.set_defaults(func=cmd_rekey)
 
