@@ -276,7 +276,7 @@ def test_one_rekey_at_a_time(tmp_path: Path) -> None:
         op.recipient,
         {"a": recipient_of_public_line(ssh_keygen(tmp_path / "a").public_line)},
     )
-    with open(secrets / ".nixify-rekey.lock", "w") as held:
+    with open(secrets / CONFIG_NAME) as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(ConfigError, match="another rekey is running"):
             rekey_paths([secrets], identity_files=[op.identity_file])

@@ -196,23 +196,21 @@ def rekey_paths(
     files = discover(paths)
     config = config or _config_for(paths)
     jobs = plan_jobs(files, config)
-    with _tree_lock(config.parent):
+    with _tree_lock(config):
         if not dry_run:
             _remove_stale_temps({Path(j.path).parent for j in jobs})
         return run_rekey(jobs, dry_run=dry_run, identity_files=identity_files, workers=workers)
 
 
-LOCK_NAME = ".nixify-rekey.lock"
-
-
 @contextmanager
-def _tree_lock(directory: Path) -> Iterator[None]:
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+def _tree_lock(config: Path) -> Iterator[None]:
+    """An exclusive flock on the tree's ``.sops.yaml`` (no lock file is left behind)."""
+    fd = os.open(config, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise ConfigError(f"{directory}: another rekey is running (lock {LOCK_NAME})") from exc
+            raise ConfigError(f"{config.parent}: another rekey is running") from exc
         yield
     finally:
         os.close(fd)
