@@ -7,6 +7,11 @@ Both run pyinfra on the inventory (default ``$NIXIFY_INVENTORY`` or
 ``inventories/fleet.py``) from the project directory: ``status.py`` gathers facts
 on every selected host in parallel, ``rollback.py`` redeploys a known-good closure
 from the host's own pin (no evaluation, no build) through gates 3-5.
+
+``status`` exits 1 when a selected host did not answer, has no known-good pin, or
+runs something other than its newest known-good closure; 0 otherwise. ``rollback
+--to TAG`` limits itself to the tag's target unless ``--limit`` says otherwise, and
+exits as the rollback run does.
 """
 
 from __future__ import annotations
