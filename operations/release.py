@@ -78,6 +78,15 @@ def _record_path(name: str) -> str:
     return f"{RECORD_DIR}/{name}.json"
 
 
+def _wait(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=SSH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return out, f"{err}\nno answer within {SSH_TIMEOUT}s"
+
+
 def stamp_records(
     hosts: dict[str, tuple[str, str]], data: dict[str, Any]
 ) -> dict[str, str | None]:
@@ -98,7 +107,7 @@ def stamp_records(
     writes: dict[str, subprocess.Popen[str]] = {}
     for host, proc in reads.items():
         record, tag = hosts[host]
-        out, err = proc.communicate(timeout=SSH_TIMEOUT)
+        out, err = _wait(proc)
         if proc.returncode != 0:
             errors[host] = f"cannot read {_record_path(record)}: {err.strip()[-200:]}"
             continue
@@ -120,7 +129,7 @@ def stamp_records(
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
     for host, proc in writes.items():
-        _out, err = proc.communicate(timeout=SSH_TIMEOUT)
+        _out, err = _wait(proc)
         errors[host] = None if proc.returncode == 0 else f"cannot write: {err.strip()[-200:]}"
     return errors
 
@@ -169,6 +178,9 @@ def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseO
                     _say(f"release: {host}: known-good record not stamped with its tag: {err}")
     except (NixifyError, OSError, subprocess.SubprocessError) as exc:
         _say(f"release: FAILED: {exc}")
+        plan.notes.append(f"failed: {exc}")
+    except Exception as exc:  # the run is over: report, never a traceback at exit
+        _say(f"release: FAILED unexpectedly: {type(exc).__name__}: {exc}")
         plan.notes.append(f"failed: {exc}")
     if report_path is not None:
         _add_to_report(
