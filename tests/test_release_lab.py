@@ -313,3 +313,17 @@ def test_8_one_host_of_a_role_is_released_as_that_host(lab: LabState, project: P
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "release: none: --data release=off" in proc.stderr
     assert list_tags(project, "nas-2") == [] and pins(lab, "nas-2")[-1] not in before
+
+
+def test_9_rollback_previous_returns_to_the_last_other_known_good(lab: LabState,
+                                                                 project: Path) -> None:
+    assert running(lab, "nas-1") == SEEN["closures2"]["nas-1"]
+    logs = {b: build_logs(lab, b) for b in ("builder-1", "cloud-builder-1", "nas-1")}
+    proc = nixify(lab, project, "rollback", "--previous", "--limit", "nas-1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "to=" not in proc.stderr.splitlines()[0]
+    # the newest known-good closure other than the running one: the side branch's (= tag1's)
+    assert running(lab, "nas-1") == SEEN["closures1"]["nas-1"]
+    assert {b: build_logs(lab, b) for b in logs} == logs
+    rc, hosts = status(lab, project, "--limit", "nas-1")
+    assert rc == 0 and hosts["nas-1"]["known_good"]["kind"] == "rollback"
