@@ -152,8 +152,17 @@ def install_secrets(
 
 
 def _refuse(state: Any, host: Any, message: str) -> bool:
-    """A command that fails the host with ``message`` (no secret in it)."""
+    """A command that fails the host with ``message`` (no secret in it); a deploy
+    run's report and summary name it as the host's reason."""
     host.log_styled(message, fg="red", log_func=logger.error)
+    from operations import run as deploy_run
+
+    current = deploy_run._RUN
+    if current is not None:
+        from operations.lock import release_lock
+
+        current.host_report(host).fail("failed", f"secrets: {message}")
+        release_lock(current, host)
     return False
 
 
@@ -190,7 +199,10 @@ def deploy_secrets(
         from nixify.paths import repo_root
 
         sdir = str(repo_root() / "secrets")
-    problems = host_key_check(sdir, mounts)
+    try:
+        problems = host_key_check(sdir, mounts)
+    except ConfigError as exc:
+        problems = [str(exc)]
     if problems:
         yield FunctionCommand(_refuse, ("; ".join(problems),), {})
         return

@@ -45,8 +45,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project_copy(tmp_path_factory.mktemp("pipeline") / "project")
 
 
-def deploy(lab: LabState, project: Path, *args: str, script: str = "deploy.py",
-           ) -> subprocess.CompletedProcess[str]:
+def deploy(
+    lab: LabState,
+    project: Path,
+    *args: str,
+    script: str = "deploy.py",
+) -> subprocess.CompletedProcess[str]:
     return pyinfra(lab, "-y", "inventories/lab.py", script, *args, cwd=project)
 
 
@@ -83,6 +87,24 @@ def test_1_full_deploy_of_every_host(lab: LabState, project: Path) -> None:
         # a builder built it, never the host itself
         assert rep["builder"] in ("builder-1", "cloud-builder-1") and rep["builder"] != h.name
     assert (project / "reports").glob("deploy-*.json")
+    # each host's secrets were decrypted on the host, 0400, and never shown
+    fleet = {h.name: h for h in lab.hosts}
+    from nixify.inventory import load_fleet
+    from nixify.lab import fleet_for_state
+
+    declared = fleet_for_state(load_fleet(project / "inventories" / "hosts.yaml"), lab)
+    everything = proc.stdout + proc.stderr + (project / "reports" / "latest.json").read_text()
+    for name in fleet:
+        for secret in declared[name].secrets:
+            out = ssh(lab, name, f"stat -c %a /run/secrets/{secret} && cat /run/secrets/{secret}")
+            mode, *body = out.stdout.splitlines()
+            assert mode == "400", (name, secret)
+            values = [
+                ln.split(":", 1)[1].strip() for ln in body if ":" in ln and not ln.startswith("#")
+            ]
+            assert values and all(len(v) >= 16 for v in values), (name, secret, len(values))
+            for value in values:
+                assert value not in everything, (name, secret)
 
 
 def test_2_constrained_hosts_built_nothing_builders_did(lab: LabState) -> None:
@@ -95,10 +117,15 @@ def test_2_constrained_hosts_built_nothing_builders_did(lab: LabState) -> None:
     assert build_logs(lab, "cloud-builder-1") >= 1  # builder-1's system
 
 
-def test_3_a_version_bump_for_one_role_changes_only_that_role(lab: LabState, project: Path,
-                                                               ) -> None:
-    edit(project / "fleet" / "packages.nix", 'pname = "samba"; version = "4.20.2"',
-         'pname = "samba"; version = "4.20.3"')
+def test_3_a_version_bump_for_one_role_changes_only_that_role(
+    lab: LabState,
+    project: Path,
+) -> None:
+    edit(
+        project / "fleet" / "packages.nix",
+        'pname = "samba"; version = "4.20.2"',
+        'pname = "samba"; version = "4.20.3"',
+    )
     git(project, "commit", "-qam", "feat(nas): samba 4.20.3")
     before = {h.name: running(lab, h.name) for h in lab.hosts}
     proc = deploy(lab, project, "--limit", "nas")
@@ -120,8 +147,10 @@ def test_3_a_version_bump_for_one_role_changes_only_that_role(lab: LabState, pro
     assert "samba" in proc.stderr and "4.20.2" in proc.stderr and "4.20.3" in proc.stderr
 
 
-def test_4_a_unit_that_fails_returns_the_host_to_known_good(lab: LabState, project: Path,
-                                                           ) -> None:
+def test_4_a_unit_that_fails_returns_the_host_to_known_good(
+    lab: LabState,
+    project: Path,
+) -> None:
     host_file = project / "fleet" / "hosts" / "nas-2.nix"
     host_file.write_text('{ role = "nas"; units = { "broken.service" = { fails = true; }; }; }\n')
     git(project, "commit", "-qam", "feat(nas-2): a unit that fails")
@@ -137,8 +166,12 @@ def test_4_a_unit_that_fails_returns_the_host_to_known_good(lab: LabState, proje
     assert running(lab, "nas-2") == good
     assert ssh(lab, "nas-2", "readlink -f /nix/var/nix/profiles/system").stdout.strip() == good
     assert pins(lab, "nas-2") == pins_before
-    assert ssh(lab, "nas-2", "cat /run/nixify-lab/units/broken.service 2>/dev/null; true"
-               ).stdout.strip() == ""
+    assert (
+        ssh(
+            lab, "nas-2", "cat /run/nixify-lab/units/broken.service 2>/dev/null; true"
+        ).stdout.strip()
+        == ""
+    )
     # the other hosts of the role went through every gate
     for name, (closure, old_pins) in others.items():
         assert rep[name]["status"] == "deployed"
@@ -151,8 +184,10 @@ def test_4_a_unit_that_fails_returns_the_host_to_known_good(lab: LabState, proje
 
 def test_5_pins_survive_gc_and_rollback_rebuilds_nothing(lab: LabState, project: Path) -> None:
     # nas-1 has two known-good pins now (26.12, then samba 4.20.3)
-    records = [json.loads(ssh(lab, "nas-1", f"cat /var/lib/nixify/known-good/{p}").stdout)
-               for p in pins(lab, "nas-1")]
+    records = [
+        json.loads(ssh(lab, "nas-1", f"cat /var/lib/nixify/known-good/{p}").stdout)
+        for p in pins(lab, "nas-1")
+    ]
     closures = [r["closure"] for r in records]
     assert len(set(closures)) >= 2
     for h in lab.hosts:
@@ -160,8 +195,15 @@ def test_5_pins_survive_gc_and_rollback_rebuilds_nothing(lab: LabState, project:
     for h in lab.hosts:
         for p in pins(lab, h.name):
             rec = json.loads(ssh(lab, h.name, f"cat /var/lib/nixify/known-good/{p}").stdout)
-            assert ssh(lab, h.name, f"test -e {rec['closure']}/bin/switch-to-configuration",
-                       check=False).returncode == 0, (h.name, rec["closure"])
+            assert (
+                ssh(
+                    lab,
+                    h.name,
+                    f"test -e {rec['closure']}/bin/switch-to-configuration",
+                    check=False,
+                ).returncode
+                == 0
+            ), (h.name, rec["closure"])
     logs = {b: build_logs(lab, b) for b in ("builder-1", "cloud-builder-1")}
     current = running(lab, "nas-1")
     previous = [c for c in closures if c != current][-1]
@@ -175,22 +217,35 @@ def test_5_pins_survive_gc_and_rollback_rebuilds_nothing(lab: LabState, project:
     assert "build" not in rep["hosts"]["nas-1"]["gates"]
 
 
-def test_6_a_second_concurrent_deploy_is_refused_with_the_holder(lab: LabState, project: Path,
-                                                               ) -> None:
+def test_6_a_second_concurrent_deploy_is_refused_with_the_holder(
+    lab: LabState,
+    project: Path,
+) -> None:
     host_file = project / "fleet" / "hosts" / "nas-3.nix"
     host_file.write_text('{ role = "nas"; settings = { activationSeconds = 4; }; }\n')
     git(project, "commit", "-qam", "feat(nas-3): slow activation")
     first = subprocess.Popen(
-        [str(Path(__import__("sys").executable).with_name("pyinfra")), "-y",
-         "inventories/lab.py", "deploy.py", "--limit", "nas-3"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            str(Path(__import__("sys").executable).with_name("pyinfra")),
+            "-y",
+            "inventories/lab.py",
+            "deploy.py",
+            "--limit",
+            "nas-3",
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env=dict(__import__("os").environ, NIXIFY_LAB_DIR=lab.dir),
     )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if ssh(lab, "nas-3", "test -d /var/lib/nixify/deploy.lock", check=False
-                   ).returncode == 0:
+            if (
+                ssh(lab, "nas-3", "test -d /var/lib/nixify/deploy.lock", check=False).returncode
+                == 0
+            ):
                 break
             time.sleep(0.1)
         second = deploy(lab, project, "--limit", "nas-3")
@@ -202,12 +257,24 @@ def test_6_a_second_concurrent_deploy_is_refused_with_the_holder(lab: LabState, 
     assert ssh(lab, "nas-3", "test -d /var/lib/nixify/deploy.lock", check=False).returncode == 1
 
 
-def test_7_a_killed_deploy_leaves_a_stale_lock_that_is_detected(lab: LabState, project: Path,
-                                                              ) -> None:
+def test_7_a_killed_deploy_leaves_a_stale_lock_that_is_detected(
+    lab: LabState,
+    project: Path,
+) -> None:
     killed = subprocess.Popen(
-        [str(Path(__import__("sys").executable).with_name("pyinfra")), "-y",
-         "inventories/lab.py", "deploy.py", "--limit", "nas-3", "--data", "mode=test"],
-        cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(Path(__import__("sys").executable).with_name("pyinfra")),
+            "-y",
+            "inventories/lab.py",
+            "deploy.py",
+            "--limit",
+            "nas-3",
+            "--data",
+            "mode=test",
+        ],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env=dict(__import__("os").environ, NIXIFY_LAB_DIR=lab.dir),
     )
     deadline = time.monotonic() + 60
@@ -226,8 +293,11 @@ def test_7_a_killed_deploy_leaves_a_stale_lock_that_is_detected(lab: LabState, p
 
 
 def test_8_dry_mode_and_pyinfra_dry_change_nothing(lab: LabState, project: Path) -> None:
-    edit(project / "fleet" / "packages.nix", 'pname = "tmux"; version = "3.4"',
-         'pname = "tmux"; version = "3.5"')
+    edit(
+        project / "fleet" / "packages.nix",
+        'pname = "tmux"; version = "3.4"',
+        'pname = "tmux"; version = "3.5"',
+    )
     git(project, "commit", "-qam", "feat(dev): tmux 3.5")
     names = [h.name for h in lab.hosts if h.role in ("wsl_dev", "laptop")]
     before = {n: (running(lab, n), pins(lab, n)) for n in names}
@@ -244,8 +314,9 @@ def test_8_dry_mode_and_pyinfra_dry_change_nothing(lab: LabState, project: Path)
         assert ssh(lab, n, "readlink /nix/var/nix/profiles/system").stdout == profile[n]
         assert ssh(lab, n, "test -d /var/lib/nixify/deploy.lock", check=False).returncode == 1
     report_before = (project / "reports" / "latest.json").read_text()
-    proc = pyinfra(lab, "inventories/lab.py", "deploy.py", "--limit", "laptop", "--dry",
-                   cwd=project)
+    proc = pyinfra(
+        lab, "inventories/lab.py", "deploy.py", "--limit", "laptop", "--dry", cwd=project
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for n in names:
         assert (running(lab, n), pins(lab, n)) == before[n]
@@ -286,20 +357,58 @@ def test_10_builder_down_falls_back_then_constrained_hosts_are_skipped(
         control.start_host(Path(lab.dir), "builder-1")
 
 
-def test_11_the_same_deploy_runs_on_the_real_fleet_inventory(lab: LabState, project: Path,
-                                                            tmp_path: Path) -> None:
+def test_11_the_same_deploy_runs_on_the_real_fleet_inventory(
+    lab: LabState, project: Path, tmp_path: Path
+) -> None:
     """inventories/fleet.py with a private address map (here: the lab's addresses)."""
     import yaml
 
-    amap = {h.name: {"address": h.address, "port": h.port, "key_file": lab.operator_key,
-                     "known_hosts_file": lab.known_hosts} for h in lab.hosts}
+    amap = {
+        h.name: {
+            "address": h.address,
+            "port": h.port,
+            "key_file": lab.operator_key,
+            "known_hosts_file": lab.known_hosts,
+        }
+        for h in lab.hosts
+    }
     addresses = tmp_path / "addresses.yaml"
     addresses.write_text(yaml.safe_dump(amap))
-    edit(project / "fleet" / "packages.nix", 'pname = "restic"; version = "0.16.4"',
-         'pname = "restic"; version = "0.16.5"')
+    edit(
+        project / "fleet" / "packages.nix",
+        'pname = "restic"; version = "0.16.4"',
+        'pname = "restic"; version = "0.16.5"',
+    )
     git(project, "commit", "-qam", "feat(nas): restic 0.16.5")
-    proc = pyinfra(lab, "-y", "inventories/fleet.py", "deploy.py", "--limit", "nas-3",
-                   cwd=project, env={"NIXIFY_ADDRESSES": str(addresses)})
+    # without the fleet's secrets the host fails clearly, naming the file
+    pins_before = pins(lab, "nas-3")
+    proc = pyinfra(
+        lab,
+        "-y",
+        "inventories/fleet.py",
+        "deploy.py",
+        "--limit",
+        "nas-3",
+        cwd=project,
+        env={"NIXIFY_ADDRESSES": str(addresses)},
+    )
+    assert proc.returncode != 0
+    reason = latest_report(project)["hosts"]["nas-3"]["reason"]
+    assert reason.startswith("secrets:") and "common/ntp.yaml" in reason, reason
+    assert "internal exception" not in proc.stdout + proc.stderr
+    assert pins(lab, "nas-3") == pins_before  # no known-good without its secrets
+    proc = pyinfra(
+        lab,
+        "-y",
+        "inventories/fleet.py",
+        "deploy.py",
+        "--limit",
+        "nas-3",
+        "--data",
+        f"secrets_dir={lab.dir}/secrets",
+        cwd=project,
+        env={"NIXIFY_ADDRESSES": str(addresses)},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rep = latest_report(project)["hosts"]
     assert list(rep) == ["nas-3"] and rep["nas-3"]["status"] == "deployed"

@@ -438,8 +438,27 @@ def up(
     for h in state.hosts:
         h.initial_system = systems[h.name]
     state.save()
-    log(f"lab: every host runs its initial system generation ({directory})")
+    _provision_secrets(state, lfleet)
+    log(f"lab: every host runs its initial system generation; secrets keyed to the hosts' "
+        f"keys in {directory}/secrets")
     return state
+
+
+def _provision_secrets(state: LabState, fleet: Fleet) -> None:
+    """The lab's secrets tree: random values, encrypted to each host's own SSH host key
+    (as age recipients) and the lab operator's age key; never written to the repo."""
+    from nixify.secrets.provision import (
+        LAB_OPERATOR_IDENTITY,
+        HostKeyAndMounts,
+        provision_lab_secrets,
+    )
+
+    hosts = {
+        h.name: HostKeyAndMounts(Path(h.host_key_pub).read_text(), tuple(fleet[h.name].secrets))
+        for h in state.hosts
+    }
+    directory = Path(state.dir)
+    provision_lab_secrets(directory / "secrets", hosts, directory / LAB_OPERATOR_IDENTITY)
 
 
 def stop_host(directory: Path, name: str) -> None:
