@@ -25,7 +25,13 @@ def _require_root() -> None:
 
 
 def bring_up(name: str, hosts: int, net: str) -> LabState:
+    """Bring up (or reuse) the lab ``name`` on ``net`` (``127.0.X``). With
+    ``NIXIFY_TEST_NET_PREFIX=127.N`` every test lab moves to ``127.N.X``, so two
+    test runs can share a machine."""
     _require_root()
+    prefix = os.environ.get("NIXIFY_TEST_NET_PREFIX")
+    if prefix:
+        net = f"{prefix}.{net.rsplit('.', 1)[1]}"
     return control.up(
         load_fleet(paths.hosts_file(REPO)),
         hosts,
