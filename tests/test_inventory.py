@@ -209,3 +209,29 @@ def test_bad_datum_fails_before_any_connection(tmp_path: Path, patch: dict, need
     assert f"host '{doc['hosts'][0]['name']}'" in out and needle in out, out
     assert "Traceback" not in out
     assert listener.accepted == 0
+
+
+def test_sops_encrypted_address_map_is_read_with_the_operator_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The private map may be kept sops-encrypted (by the real sops binary)."""
+    keygen = subprocess.run(["age-keygen", "-o", str(tmp_path / "keys.txt")],
+                            capture_output=True, text=True, check=True)
+    recipient = keygen.stderr.split("Public key: ")[1].strip()
+    fleet = load_fleet(HOSTS)
+    plain = tmp_path / "addresses.yaml"
+    plain.write_text(yaml.safe_dump({h.name: {"address": "127.0.0.1", "port": 2200 + i}
+                                     for i, h in enumerate(fleet)}))
+    enc = tmp_path / "addresses.sops.yaml"
+    proc = subprocess.run([str(VENV_BIN / "sops"), "encrypt", "--age", recipient, str(plain)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    enc.write_text(proc.stdout)
+    plain.unlink()
+    assert "2200" not in enc.read_text()
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "keys.txt"))
+    conns = load_address_map(fleet, enc)
+    assert conns["wsl-dev-1"].port == 2200 and conns["operator-2"].port == 2214
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "missing.txt"))
+    with pytest.raises(ConfigError):
+        load_address_map(fleet, enc)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from nixify.errors import ConfigError
 from nixify.inventory.fleet import Fleet, load_yaml
@@ -52,19 +52,15 @@ def _how_to_provide(fleet: Fleet) -> str:
 
 
 def _read_map(path: Path) -> Any:
+    """The address map, decrypted in memory when it is a sops file (with the
+    operator's age identity, found as sops finds it)."""
     doc = load_yaml(path)
     if isinstance(doc, Mapping) and "sops" in doc:
-        sops = Path(os.environ.get("NIXIFY_SOPS", "sops"))
-        proc = subprocess.run(
-            [str(sops), "decrypt", "--output-type", "json", str(path)],
-            capture_output=True,
-        )
-        if proc.returncode != 0:
-            raise ConfigError(
-                f"{path}: cannot decrypt the address map: "
-                f"{proc.stderr.decode(errors='replace').strip()}"
-            )
-        return json.loads(proc.stdout)
+        from nixify.secrets.keys import find_identities
+        from nixify.secrets.sopsfile import SopsFile
+
+        identities = [i.identity for i in find_identities()]
+        return yaml.safe_load(SopsFile.load(path).plaintext(identities))
     return doc
 
 
