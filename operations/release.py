@@ -20,6 +20,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,65 @@ def _wait(proc: subprocess.Popen[str]) -> tuple[str, str]:
         return out, f"{err}\nno answer within {SSH_TIMEOUT}s"
 
 
-def stamp_records(
+def _tag_line(tag: str | None) -> str:
+    """The exact line ``KnownGoodRecord.to_json`` writes for ``tag``."""
+    rec = KnownGoodRecord(name="n", host="h", closure="c", commit=None, dirty=None, utc="u",
+                          kind="deploy", tag=tag)
+    return next(line for line in rec.to_json().splitlines() if line.lstrip().startswith('"tag"'))
+
+
+def _stamp_script(record: str, tag: str, directory: str = RECORD_DIR) -> str:
+    """One round trip: replace the record's empty tag line, atomically; exit 3 when the
+    record has no such line (then the general path reads and rewrites it)."""
+    path, tmp = f"{directory}/{record}.json", f"{directory}/.{record}.tag.tmp"
+    old, new = shlex.quote(_tag_line(None)), shlex.quote(_tag_line(tag))
+    return (
+        f"grep -qxF -- {old} {shlex.quote(path)} || exit 3; "
+        f"awk -v old={old} -v new={new} '$0 == old {{ print new; next }} {{ print }}' "
+        f"{shlex.quote(path)} > {shlex.quote(tmp)} && mv {shlex.quote(tmp)} {shlex.quote(path)}"
+    )
+
+
+class RecordStamper:
+    """Writes each release tag into the host's known-good record with an atomic
+    rename: started per target as soon as its tag exists, hosts in parallel, one
+    round trip each when the record is as gate 5 wrote it."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.wanted: dict[str, tuple[str, str]] = {}
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.errors: dict[str, str | None] = {}
+
+    def start(self, host: str, record: str, tag: str) -> None:
+        self.wanted[host] = (record, tag)
+        if host not in self.data:
+            self.errors[host] = "not in the inventory"
+            return
+        self.procs[host] = subprocess.Popen(
+            ["ssh", *ssh_args_from_data(host, self.data[host]), _stamp_script(record, tag)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def finish(self) -> dict[str, str | None]:
+        """Host -> error (None when stamped)."""
+        general: dict[str, tuple[str, str]] = {}
+        for host, proc in self.procs.items():
+            _out, err = _wait(proc)
+            if proc.returncode == 3:
+                general[host] = self.wanted[host]
+            else:
+                self.errors[host] = None if proc.returncode == 0 else (
+                    f"cannot stamp {_record_path(self.wanted[host][0])}: {err.strip()[-200:]}")
+        if general:
+            self.errors.update(_stamp_by_rewrite(general, self.data))
+        return self.errors
+
+
+def _stamp_by_rewrite(
     hosts: dict[str, tuple[str, str]], data: dict[str, Any]
 ) -> dict[str, str | None]:
-    """Write each release tag into the host's known-good record (host -> (record,
-    tag)), read-modify-write with an atomic rename; hosts run in parallel.
-    Returns host -> error (None when stamped)."""
+    """The general path: read each record, set its tag, write it back (two round trips)."""
     errors: dict[str, str | None] = {}
     reads: dict[str, subprocess.Popen[str]] = {}
     for host, (record, _tag) in hosts.items():
@@ -149,6 +203,7 @@ def _add_to_report(paths: list[Path], releases: dict[str, Any]) -> None:
 def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseOutcome]:
     """After a run: tag and advance what it earned; print and report it. Never raises
     (the run is over; a release problem is reported, the pins stay)."""
+    started = time.monotonic()
     state = _pyinfra_state()
     plan = ReleasePlan()
     outcomes: list[ReleaseOutcome] = []
@@ -162,20 +217,25 @@ def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseO
             _say(f"release: none: {plan.skipped}")
         for note in plan.notes:
             _say(f"release: {note}")
-        outcomes = publish(run.repo, run.report, plan)
+        stamper = RecordStamper(_host_data(state))
+
+        def stamp(out: ReleaseOutcome) -> None:
+            for h in out.hosts:
+                stamper.start(h, run.report.hosts[h].known_good or "", out.tag or "")
+
+        outcomes = publish(run.repo, run.report, plan, on_tagged=stamp)
+        tagged = time.monotonic()
         for out in outcomes:
             _say(out.describe())
-        to_stamp = {
-            h: (run.report.hosts[h].known_good or "", out.tag)
-            for out in outcomes
-            if out.tag
-            for h in out.hosts
-        }
-        if to_stamp:
-            stamped = stamp_records(to_stamp, _host_data(state))
-            for host, err in sorted(stamped.items()):
-                if err:
-                    _say(f"release: {host}: known-good record not stamped with its tag: {err}")
+        stamped = stamper.finish()
+        for host, err in sorted(stamped.items()):
+            if err:
+                _say(f"release: {host}: known-good record not stamped with its tag: {err}")
+        if stamped:
+            done = sum(1 for e in stamped.values() if e is None)
+            _say(f"release: {sum(1 for o in outcomes if o.tag)} tag(s) in "
+                 f"{tagged - started:.2f}s; {done}/{len(stamped)} host record(s) stamped "
+                 f"{time.monotonic() - started:.2f}s after the run")
     except (NixifyError, OSError, subprocess.SubprocessError) as exc:
         _say(f"release: FAILED: {exc}")
         plan.notes.append(f"failed: {exc}")

@@ -161,6 +161,8 @@ def test_publish_then_ledger_from_hosts_and_git_alone(repo: Path) -> None:
     assert [(o.tag, o.branch_action) for o in out] == [
         (f"release/nas/20261130T040000Z-{c1[:7]}", "created")]
     tag1 = out[0].tag
+    assert tag1 and out[0].tag_object == git(repo, "rev-parse", tag1)
+    assert git(repo, "cat-file", "-t", tag1) == "tag"
     c2 = commit(repo, "two")
     b1 = host_report("nas-1", "nas", store("nas-1", "d"))
     b1.known_good = "20261130T050000Z-dddddddd"

@@ -3,9 +3,7 @@ branches that only fast-forward. Every update is a compare-and-swap on the ref."
 
 from __future__ import annotations
 
-import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +46,7 @@ def is_ancestor(repo: Path, older: str, newer: str) -> bool:
     return proc.returncode == 0
 
 
-def _identity_args(repo: Path) -> list[str]:
+def identity_args(repo: Path) -> list[str]:
     """Fall back to a nixify identity only when git has none configured."""
     if _git(repo, "var", "GIT_COMMITTER_IDENT", check=False).returncode == 0:
         return []
@@ -58,25 +56,36 @@ def _identity_args(repo: Path) -> list[str]:
 def create_tag(repo: Path, name: str, commit: str, message: str) -> str:
     """Create the annotated tag ``name`` on ``commit``; returns the tag object's id.
 
-    An existing tag is never moved, not even to the same commit: that is an error.
+    An existing tag is never moved, not even to the same commit: that is an error
+    (``git tag`` without ``-f`` refuses the name, so a race cannot move one either).
     """
-    ref = f"refs/tags/{name}"
-    existing = _git(repo, "rev-parse", "-q", "--verify", ref, check=False)
-    if existing.returncode == 0:
-        raise ReleaseError(
-            f"{repo}: tag {name} already exists (at {existing.stdout.strip()[:12]}); "
-            "release tags are never moved"
-        )
-    with tempfile.NamedTemporaryFile("w", suffix=".msg", delete=False) as fh:
-        fh.write(message)
-        msg_file = fh.name
-    try:
-        # `git tag` without -f refuses an existing name, so a race cannot move a tag either
-        _git(repo, *_identity_args(repo), "tag", "-a", "-F", msg_file, "--cleanup=verbatim",
-             name, commit)
-    finally:
-        os.unlink(msg_file)
-    return _git(repo, "rev-parse", ref).stdout.strip()
+    make_tag(repo, name, commit, message, identity_args(repo))
+    return _git(repo, "rev-parse", f"refs/tags/{name}").stdout.strip()
+
+
+def make_tag(repo: Path, name: str, commit: str, message: str, identity: list[str]) -> None:
+    """``create_tag`` in one git call, with the identity arguments given."""
+    args = identity
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args, "tag", "-a", "-F", "-", "--cleanup=verbatim",
+         name, commit],
+        input=message, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        if "already exists" in proc.stderr:
+            at = resolve(repo, f"refs/tags/{name}") or "?"
+            raise ReleaseError(
+                f"{repo}: tag {name} already exists (at {at[:12]}); release tags are never moved"
+            )
+        raise ReleaseError(f"{repo}: git tag {name}: {proc.stderr.strip()}")
+
+
+def release_refs(repo: Path) -> dict[str, str]:
+    """Every ``refs/heads/release/*`` and ``refs/tags/release/*`` ref -> the object it
+    holds, in one git call."""
+    out = _git(repo, "for-each-ref", "--format=%(refname) %(objectname)",
+               "refs/heads/release/", "refs/tags/release/").stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
 @dataclass(frozen=True)
@@ -97,20 +106,38 @@ class BranchUpdate:
         return f"{self.branch} fast-forwarded {self.old[:12]} -> {self.new[:12]}"
 
 
-def check_fast_forward(repo: Path, target: str, commit: str) -> None:
-    """Raise ReleaseError unless ``release/<target>`` is absent, at ``commit``, or an
-    ancestor of it."""
+def check_fast_forward(repo: Path, target: str, commit: str,
+                       tips: dict[str, str] | None = None) -> str | None:
+    """The current tip of ``release/<target>`` (None if absent), after checking that
+    moving it to ``commit`` is a fast-forward; raises ReleaseError if it is not.
+    ``tips`` (from ``release_refs``) saves looking the refs up one by one."""
     branch = release_branch(target)
-    new = resolve(repo, commit)
-    if new is None:
-        raise ReleaseError(f"{repo}: {commit!r} is not a commit; {branch} not moved")
-    old = resolve(repo, f"refs/heads/{branch}")
+    if tips is None:
+        new = resolve(repo, commit)
+        if new is None:
+            raise ReleaseError(f"{repo}: {commit!r} is not a commit; {branch} not moved")
+        old = resolve(repo, f"refs/heads/{branch}")
+    else:
+        new, old = commit, tips.get(f"refs/heads/{branch}")
     if old is not None and old != new and not is_ancestor(repo, old, new):
         raise ReleaseError(
             f"{repo}: refused to move {branch} from {old[:12]} to {new[:12]}: not a "
             f"fast-forward ({new[:12]} does not contain {old[:12]}); release branches "
             "only fast-forward"
         )
+    return old
+
+
+def move_branch(repo: Path, target: str, new: str, old: str | None,
+                reason: str = "") -> BranchUpdate:
+    """Move ``release/<target>`` from ``old`` (checked by ``check_fast_forward``) to
+    ``new``: a compare-and-swap, refused if the branch is no longer at ``old``."""
+    branch = release_branch(target)
+    if old == new:
+        return BranchUpdate(branch, old, new, "unchanged")
+    message = f"nixify release: {reason}" if reason else f"nixify release: {branch}"
+    _git(repo, "update-ref", "-m", message, f"refs/heads/{branch}", new, old or ZERO)
+    return BranchUpdate(branch, old, new, "created" if old is None else "advanced")
 
 
 def advance_branch(repo: Path, target: str, commit: str, reason: str = "") -> BranchUpdate:
@@ -119,18 +146,10 @@ def advance_branch(repo: Path, target: str, commit: str, reason: str = "") -> Br
     A non-fast-forward update is refused with ReleaseError and changes nothing; the
     update is a compare-and-swap, so a concurrent move of the branch is refused too.
     """
-    branch = release_branch(target)
-    ref = f"refs/heads/{branch}"
+    old = check_fast_forward(repo, target, commit)
     new = resolve(repo, commit)
-    if new is None:
-        raise ReleaseError(f"{repo}: {commit!r} is not a commit; {branch} not moved")
-    old = resolve(repo, ref)
-    if old == new:
-        return BranchUpdate(branch, old, new, "unchanged")
-    check_fast_forward(repo, target, new)
-    message = f"nixify release: {reason}" if reason else f"nixify release: {branch}"
-    _git(repo, "update-ref", "-m", message, ref, new, old or ZERO)
-    return BranchUpdate(branch, old, new, "created" if old is None else "advanced")
+    assert new is not None
+    return move_branch(repo, target, new, old, reason)
 
 
 @dataclass(frozen=True)

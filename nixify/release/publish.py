@@ -3,6 +3,7 @@ then a fast-forward of ``release/<target>`` to it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,12 @@ from nixify.pipeline.report import RunReport, utc_stamp
 from nixify.release.evidence import ReleaseEvidence, hosts_evidence
 from nixify.release.git import (
     ReleaseError,
-    advance_branch,
     check_fast_forward,
-    create_tag,
+    identity_args,
+    make_tag,
+    move_branch,
+    release_refs,
+    resolve,
     short_rev,
 )
 from nixify.release.names import release_branch, release_tag
@@ -56,15 +60,26 @@ class ReleaseOutcome:
         return asdict(self)
 
 
-def publish(repo: Path, report: RunReport, plan: ReleasePlan, stamp: str | None = None,
-            ) -> list[ReleaseOutcome]:
+def publish(
+    repo: Path,
+    report: RunReport,
+    plan: ReleasePlan,
+    stamp: str | None = None,
+    on_tagged: Callable[[ReleaseOutcome], None] | None = None,
+) -> list[ReleaseOutcome]:
     """Tag and advance every target of ``plan``; a refusal for one target does not
-    stop the others, and each outcome says what happened."""
+    stop the others, and each outcome says what happened. ``on_tagged`` is called as
+    soon as a target's tag exists (the caller can start work that needs the name)."""
     if plan.skipped or not plan.targets:
         return []
     assert report.commit
+    new = resolve(repo, report.commit)
+    if new is None:
+        raise ReleaseError(f"{repo}: the run's commit {report.commit} is not in this repository")
     stamp = stamp or utc_stamp()
-    rev = short_rev(repo, report.commit)
+    rev = short_rev(repo, new)
+    identity = identity_args(repo)
+    tips = release_refs(repo)
     outcomes = []
     for target in plan.targets:
         out = ReleaseOutcome(target.name, target.kind, list(target.hosts))
@@ -72,7 +87,7 @@ def publish(repo: Path, report: RunReport, plan: ReleasePlan, stamp: str | None 
         evidence = ReleaseEvidence(
             target=target.name,
             target_kind=target.kind,
-            commit=report.commit,
+            commit=new,
             kind=report.kind,
             mode=report.mode,
             operator=report.operator,
@@ -83,24 +98,30 @@ def publish(repo: Path, report: RunReport, plan: ReleasePlan, stamp: str | None 
         try:
             # a commit release/<target> cannot fast-forward to gets no release tag either:
             # every release/<target>/* tag stays in the history of release/<target>
-            check_fast_forward(repo, target.name, report.commit)
+            old = check_fast_forward(repo, target.name, new, tips)
         except ReleaseError as exc:
             out.branch_action = "refused"
             out.error = str(exc)
             continue
         try:
             name = release_tag(target.name, stamp, rev)
-            out.tag_object = create_tag(repo, name, report.commit, evidence.message(name))
+            make_tag(repo, name, new, evidence.message(name), identity)
             out.tag = name
         except NixifyError as exc:
             out.error = str(exc)
             continue
+        if on_tagged is not None:
+            on_tagged(out)
         try:
-            update = advance_branch(repo, target.name, report.commit, reason=name)
+            update = move_branch(repo, target.name, new, old, reason=name)
         except ReleaseError as exc:
             out.branch_action = "refused"
             out.error = str(exc)
             continue
         out.branch_action = update.action
         out.branch_old = update.old
+    if any(o.tag for o in outcomes):
+        objects = release_refs(repo)
+        for o in outcomes:
+            o.tag_object = objects.get(f"refs/tags/{o.tag}") if o.tag else None
     return outcomes
