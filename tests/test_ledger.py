@@ -240,9 +240,10 @@ def test_status_shows_drift_pins_and_unreachable_hosts() -> None:
         probe("nas-2", store("nas-2", "f"), [r2], booted=store("nas-2", "9"), roots={}),
         HostProbe("nas-3", "nas", False, "did not answer over SSH"),
         probe("laptop-1", store("laptop-1", "1"), []),
+        HostProbe("nas-4", "nas", True, "facts failed: bad record"),
     ]
     st = {s.host: s for s in fleet_status(probes)}
-    assert list(st) == ["nas-1", "nas-2", "nas-3", "laptop-1"]  # nobody dropped
+    assert list(st) == ["nas-1", "nas-2", "nas-3", "laptop-1", "nas-4"]  # nobody dropped
     assert st["nas-1"].drift() == []
     assert st["nas-2"].drift() == ["running != known-good", "booted != running",
                                    f"pin {r2.name} has no GC root"]
@@ -256,7 +257,8 @@ def test_status_shows_drift_pins_and_unreachable_hosts() -> None:
     assert "nas-3     nas             UNREACHABLE: did not answer over SSH" in text
     assert "nas-1     nas             ok" in text
     assert "DRIFT: running != known-good" in text and "(NO GC ROOT)" in text
-    assert text.endswith("3/4 hosts answered; 2 with drift")
+    assert "nas-4     nas             ERROR: facts failed: bad record" in text
+    assert text.endswith("4/5 hosts answered; 2 with drift")
     assert short(a1.closure) == "bbbbbbbb-nixos-system-nas-1"
     back = HostProbe.from_json(probes[1].to_json())
     assert back == probes[1]

@@ -90,7 +90,7 @@ class HostStatus:
 
     def drift(self) -> list[str]:
         """Why this host is not simply running its newest known-good closure."""
-        if not self.probe.reachable:
+        if not self.probe.reachable or self.probe.error:
             return []
         out = []
         if self.newest is None:
@@ -160,6 +160,9 @@ def render(statuses: Sequence[HostStatus]) -> str:
         head = f"{s.host:<{width}}  {p.role:<15}"
         if not p.reachable:
             lines.append(f"{head} UNREACHABLE: {p.error or 'did not answer'}")
+            continue
+        if p.error:
+            lines.append(f"{head} ERROR: {p.error}")
             continue
         drift = s.drift()
         lines.append(f"{head} {'DRIFT: ' + '; '.join(drift) if drift else 'ok'}")
