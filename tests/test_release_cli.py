@@ -63,3 +63,12 @@ def test_to_and_previous_exclude_each_other(project: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["rollback", "--to", "release/nas/20261130T040000Z-abcdef0", "--previous"])
     assert exc.value.code == 2
+
+
+def test_a_project_without_status_py_uses_the_shipped_one(project: Path) -> None:
+    from nixify.pipeline.cli import _deploy_file
+
+    shipped = Path(_deploy_file(project, "status.py"))
+    assert shipped == REPO / "status.py" and shipped.is_file()
+    (project / "status.py").write_text("# the project's own\n")
+    assert _deploy_file(project, "status.py") == "status.py"
