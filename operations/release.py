@@ -31,7 +31,10 @@ from pyinfra.api.operation import operation
 from nixify.errors import NixifyError
 from nixify.inventory import ssh_args_from_data
 from nixify.pipeline.pins import RECORD_DIR, KnownGoodRecord
-from nixify.release.plan import ReleasePlan, plan_releases
+from nixify.release.git import list_tags
+from nixify.release.ledger import TagIndex
+from nixify.release.names import parse_release_tag
+from nixify.release.plan import ROLLBACK_GATES, ReleasePlan, passed_every_gate, plan_releases
 from nixify.release.publish import ReleaseOutcome, publish
 from nixify.release.status import HostProbe
 from operations.facts import KnownGoodRecords, PinRoots, SystemState
@@ -188,6 +191,30 @@ def _stamp_by_rewrite(
     return errors
 
 
+def _restored_releases(run: Run, state: Any) -> dict[str, tuple[str, str]]:
+    """After a rollback: host -> (its new record, the release tag of the closure it
+    returned to), so the host's own record says which release it runs again."""
+    if run.kind != "rollback":
+        return {}
+    data = _host_data(state)
+    index: TagIndex | None = None
+    out: dict[str, tuple[str, str]] = {}
+    for host, rep in run.report.hosts.items():
+        if not passed_every_gate(rep, ROLLBACK_GATES) or not rep.known_good:
+            continue
+        wanted = parse_release_tag(str((data.get(host) or {}).get("to") or ""))
+        if wanted is not None:  # `--to TAG`: the record matched by its tag
+            out[host] = (rep.known_good, wanted.name)
+            continue
+        if index is None:
+            index = TagIndex.of(list_tags(run.repo)) if run.report.commit else TagIndex.of([])
+        select = rep.gates.get("select")
+        tag = index.tag_of(host, select.evidence.get("record") if select else None, rep.closure)
+        if tag:
+            out[host] = (rep.known_good, tag)
+    return out
+
+
 def _add_to_report(paths: list[Path], releases: dict[str, Any]) -> None:
     for path in paths:
         try:
@@ -215,6 +242,7 @@ def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseO
             plan = plan_releases(run.report, _inventory_roles(state))
         if plan.skipped:
             _say(f"release: none: {plan.skipped}")
+        restored = _restored_releases(run, state)
         for note in plan.notes:
             _say(f"release: {note}")
         stamper = RecordStamper(_host_data(state))
@@ -223,6 +251,9 @@ def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseO
             for h in out.hosts:
                 stamper.start(h, run.report.hosts[h].known_good or "", out.tag or "")
 
+        for host, (record, tag) in sorted(restored.items()):
+            _say(f"release: {host}: rollback record {record} restores {tag}")
+            stamper.start(host, record, tag)
         outcomes = publish(run.repo, run.report, plan, on_tagged=stamp)
         tagged = time.monotonic()
         for out in outcomes:

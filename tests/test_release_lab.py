@@ -261,12 +261,17 @@ def test_6_rollback_to_an_older_tag_builds_nothing(lab: LabState, project: Path)
                                                                "known-good"]
     assert "a rollback run moves no release pointer" in proc.stderr
     assert git(project, "rev-parse", "release/nas").strip() == SEEN["c2"]
+    rollback = proc
     rc, hosts = status(lab, project, "--limit", "nas")
     assert rc == 0
     for h in NAS:
         kg = hosts[h]["known_good"]
         assert kg["kind"] == "rollback" and kg["closure"] == SEEN["closures1"][h]
         assert kg["tag"] == SEEN["tag1"] and kg["commit"] == SEEN["c1"]
+        assert kg["tag_via"] == "record"  # the host's own record says which release it runs
+        assert record(lab, h, kg["record"])["tag"] == SEEN["tag1"]
+        assert f"release: {h}: rollback record {kg['record']} restores {SEEN['tag1']}" \
+            in rollback.stderr
         assert hosts[h]["running_is_known_good"] is True
     proc = nixify(lab, project, "rollback", "--to", "release/nas/20990101T000000Z-abcdef0")
     assert proc.returncode != 0 and "no such release tag" in proc.stderr
@@ -326,4 +331,7 @@ def test_9_rollback_previous_returns_to_the_last_other_known_good(lab: LabState,
     assert running(lab, "nas-1") == SEEN["closures1"]["nas-1"]
     assert {b: build_logs(lab, b) for b in logs} == logs
     rc, hosts = status(lab, project, "--limit", "nas-1")
-    assert rc == 0 and hosts["nas-1"]["known_good"]["kind"] == "rollback"
+    kg = hosts["nas-1"]["known_good"]
+    assert rc == 0 and kg["kind"] == "rollback"
+    # the side branch's release was refused; the closure is tag1's, and says so
+    assert (kg["tag"], kg["tag_via"], kg["commit"]) == (SEEN["tag1"], "record", SEEN["c1"])

@@ -92,19 +92,40 @@ class Ledger:
         }
 
 
+@dataclass(frozen=True)
+class TagIndex:
+    """Which tag's evidence names a (host, record) or a (host, closure); for a closure
+    carried by several tags, the newest."""
+
+    by_record: dict[tuple[str, str], str]
+    by_closure: dict[tuple[str, str], str]
+    evidence: dict[str, ReleaseEvidence | None]
+
+    @classmethod
+    def of(cls, tags: Sequence[ReleaseTag]) -> TagIndex:
+        evidence = {t.name: parse_message(t.message) for t in tags}
+        by_record: dict[tuple[str, str], str] = {}
+        by_closure: dict[tuple[str, str], str] = {}
+        for t in tags:  # oldest first: a later tag of the same closure wins
+            ev = evidence[t.name]
+            for h in ev.hosts if ev else []:
+                by_record[(h.host, h.known_good)] = t.name
+                by_closure[(h.host, h.closure)] = t.name
+        return cls(by_record, by_closure, evidence)
+
+    def tag_of(self, host: str, record: str | None, closure: str | None) -> str | None:
+        return self.by_record.get((host, record or "")) or self.by_closure.get(
+            (host, closure or ""))
+
+
 def build_ledger(
     records: Mapping[str, Sequence[KnownGoodRecord]], tags: Sequence[ReleaseTag]
 ) -> Ledger:
     """Join each host's records with the release tags whose evidence names them."""
-    evidence = {t.name: parse_message(t.message) for t in tags}
+    index = TagIndex.of(tags)
+    evidence = index.evidence
     by_name = {t.name: t for t in tags}
-    by_record: dict[tuple[str, str], str] = {}
-    by_closure: dict[tuple[str, str], str] = {}
-    for t in tags:  # oldest first: a later tag of the same closure wins
-        ev = evidence[t.name]
-        for h in ev.hosts if ev else []:
-            by_record[(h.host, h.known_good)] = t.name
-            by_closure[(h.host, h.closure)] = t.name
+    by_record, by_closure = index.by_record, index.by_closure
     ledger = Ledger(tags=list(tags), evidence=evidence)
     for host, recs in records.items():
         ordered = sorted(recs, key=lambda r: r.name)

@@ -30,11 +30,15 @@ class ReleasePlan:
     notes: list[str] = field(default_factory=list)
 
 
-def passed_every_gate(rep: HostReport) -> bool:
+ROLLBACK_GATES: tuple[str, ...] = ("select", "dry-activate", "switch-test", "known-good")
+
+
+def passed_every_gate(rep: HostReport, gates: tuple[str, ...] = GATES) -> bool:
+    """The host is deployed, pinned, and every one of ``gates`` passed."""
     return (
         rep.status == "deployed"
         and bool(rep.known_good)
-        and all(rep.gates.get(g) is not None and rep.gates[g].result == "passed" for g in GATES)
+        and all(rep.gates.get(g) is not None and rep.gates[g].result == "passed" for g in gates)
     )
 
 
