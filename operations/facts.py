@@ -58,6 +58,10 @@ class KnownGoodRecords(FactBase[list[KnownGoodRecord]]):
             'printf "%s\\n" "$(base64 -w0 < "$f")"; done'
         )
 
+    @staticmethod
+    def default() -> list[KnownGoodRecord]:
+        return []
+
     def process(self, output: list[str]) -> list[KnownGoodRecord]:
         import base64
 

@@ -111,6 +111,8 @@ def _guarded(gate: str, body: Gate) -> Gate:
             return body(state, host)
         except (NixifyError, OSError, ValueError) as exc:
             return _fail(run, host, gate, str(exc), started)
+        except Exception as exc:  # a gate never ends without a reason
+            return _fail(run, host, gate, f"internal error: {type(exc).__name__}: {exc}", started)
 
     return wrapped
 
@@ -306,7 +308,7 @@ def dry_activate() -> Generator[FunctionCommand, None, None]:
 
 
 def _last_known_good(host: Any, besides: str) -> str | None:
-    records = host.get_fact(KnownGoodRecords)
+    records = host.get_fact(KnownGoodRecords) or []
     for rec in reversed(records):
         if rec.closure != besides:
             return str(rec.closure)
@@ -397,7 +399,8 @@ def pin_script(record: KnownGoodRecord) -> str:
             f"ln -sfn {_q(pin)} {_q(GCROOT_DIR + '/' + name)}",
             f"echo {data} | base64 -d > {_q(RECORD_DIR + '/.' + name + '.tmp')}",
             f"mv {_q(RECORD_DIR + '/.' + name + '.tmp')} {_q(RECORD_DIR + '/' + name + '.json')}",
-            "sync",
+            # the record and the links reach the disk (not the whole machine's cache)
+            f"sync {_q(RECORD_DIR + '/' + name + '.json')} {RECORD_DIR} {PIN_DIR} {GCROOT_DIR}",
         ]
     )
 
@@ -465,7 +468,7 @@ def _choose_rollback(state: Any, host: Any) -> bool:
     run = current_run()
     started = time.monotonic()
     rep = run.host_report(host)
-    records: list[KnownGoodRecord] = host.get_fact(KnownGoodRecords)
+    records: list[KnownGoodRecord] = host.get_fact(KnownGoodRecords) or []
     wanted = str(host.data.get("to") or "")
     target: KnownGoodRecord | None = None
     if wanted:

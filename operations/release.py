@@ -93,8 +93,9 @@ def _wait(proc: subprocess.Popen[str]) -> tuple[str, str]:
 
 def _tag_line(tag: str | None) -> str:
     """The exact line ``KnownGoodRecord.to_json`` writes for ``tag``."""
-    rec = KnownGoodRecord(name="n", host="h", closure="c", commit=None, dirty=None, utc="u",
-                          kind="deploy", tag=tag)
+    rec = KnownGoodRecord(
+        name="n", host="h", closure="c", commit=None, dirty=None, utc="u", kind="deploy", tag=tag
+    )
     return next(line for line in rec.to_json().splitlines() if line.lstrip().startswith('"tag"'))
 
 
@@ -128,7 +129,9 @@ class RecordStamper:
             return
         self.procs[host] = subprocess.Popen(
             ["ssh", *ssh_args_from_data(host, self.data[host]), _stamp_script(record, tag)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def finish(self) -> dict[str, str | None]:
@@ -139,8 +142,13 @@ class RecordStamper:
             if proc.returncode == 3:
                 general[host] = self.wanted[host]
             else:
-                self.errors[host] = None if proc.returncode == 0 else (
-                    f"cannot stamp {_record_path(self.wanted[host][0])}: {err.strip()[-200:]}")
+                self.errors[host] = (
+                    None
+                    if proc.returncode == 0
+                    else (
+                        f"cannot stamp {_record_path(self.wanted[host][0])}: {err.strip()[-200:]}"
+                    )
+                )
         if general:
             self.errors.update(_stamp_by_rewrite(general, self.data))
         return self.errors
@@ -159,7 +167,9 @@ def _stamp_by_rewrite(
         read = f"cat {shlex.quote(_record_path(record))}"
         reads[host] = subprocess.Popen(
             ["ssh", *ssh_args_from_data(host, data[host]), read],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     writes: dict[str, subprocess.Popen[str]] = {}
     for host, proc in reads.items():
@@ -183,7 +193,9 @@ def _stamp_by_rewrite(
         )
         writes[host] = subprocess.Popen(
             ["ssh", *ssh_args_from_data(host, data[host]), script],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     for host, proc in writes.items():
         _out, err = _wait(proc)
@@ -264,9 +276,11 @@ def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseO
                 _say(f"release: {host}: known-good record not stamped with its tag: {err}")
         if stamped:
             done = sum(1 for e in stamped.values() if e is None)
-            _say(f"release: {sum(1 for o in outcomes if o.tag)} tag(s) in "
-                 f"{tagged - started:.2f}s; {done}/{len(stamped)} host record(s) stamped "
-                 f"{time.monotonic() - started:.2f}s after the run")
+            _say(
+                f"release: {sum(1 for o in outcomes if o.tag)} tag(s) in "
+                f"{tagged - started:.2f}s; {done}/{len(stamped)} host record(s) stamped "
+                f"{time.monotonic() - started:.2f}s after the run"
+            )
     except (NixifyError, OSError, subprocess.SubprocessError) as exc:
         _say(f"release: FAILED: {exc}")
         plan.notes.append(f"failed: {exc}")
@@ -320,8 +334,7 @@ def write_status() -> None:
                     host.name,
                     str(host.data.get("role") or ""),
                     False,
-                    "did not answer over SSH" if failed or not host.connected
-                    else "not probed",
+                    "did not answer over SSH" if failed or not host.connected else "not probed",
                 )
             hosts.append(probe)
     text = json.dumps({"hosts": [p.to_json() for p in hosts]}, indent=1) + "\n"

@@ -76,13 +76,24 @@ class Run:
         for rep in self.report.hosts.values():
             if rep.status == "pending":
                 rep.status = "failed"
-                rep.reason = rep.reason or "stopped before every gate ran"
+                rep.reason = rep.reason or _stopped_after(rep, self.kind)
         path = self.report.write(self.reports_dir)
         print("\n" + self.report.summary_table(), file=sys.stderr)
         print(f"report: {path}", file=sys.stderr, flush=True)
         from operations.release import publish_releases
 
         publish_releases(self, path)
+
+
+def _stopped_after(rep: HostReport, kind: str) -> str:
+    """Why a host that no gate failed still did not finish (an operation between gates)."""
+    passed = [g for g, r in rep.gates.items() if r.result == "passed"]
+    if not passed:
+        return "stopped before its first gate (see the output above)"
+    last = passed[-1]
+    if last == "switch-test" and kind == "deploy":
+        return "secrets install failed after gate 4 (see the output above); not marked"
+    return f"stopped after gate {last} (see the output above)"
 
 
 _RUN: Run | None = None

@@ -2,7 +2,7 @@
 
 A lab host is one ``sshd`` started by ``unshare -m`` after bind-mounting the
 host's own directories over ``/nix``, ``/run``, ``/root``, ``/etc/ssh``,
-``/etc/nix``, ``/var/lib/nixify`` and ``/tmp``: its own store, runtime state,
+``/etc/nix`` and ``/var/lib/nixify``: its own store, runtime state,
 host key and Nix settings, on its own 127.0.0.x address. Everything a command
 run over SSH does happens in that namespace; the machine's own ``/nix`` is
 never touched. Processes are tracked by pid and mount namespace, never by name.
@@ -36,7 +36,6 @@ BIND_MOUNTS: tuple[tuple[str, str], ...] = (
     ("/etc/ssh", "etc-ssh"),
     ("/etc/nix", "etc-nix"),
     ("/var/lib/nixify", "var-lib-nixify"),
-    ("/tmp", "tmp"),
 )
 REQUIRED_TOOLS = ("sshd", "ssh", "ssh-keygen", "unshare", "nix-build", "nix")
 SSHD = "/usr/sbin/sshd"
@@ -89,6 +88,20 @@ def _pids_in_namespaces(namespaces: set[str]) -> list[int]:
                 if not _is_zombie(pid):
                     found.append(pid)
     return found
+
+
+def _describe(pids: list[int]) -> str:
+    parts = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            state, cmd = "?", "?"
+        parts.append(f"{pid} [{state}] {cmd[:80]}")
+    return "; ".join(parts)
 
 
 def _port_open(address: str, port: int, timeout: float = 0.5) -> bool:
@@ -197,7 +210,6 @@ def _prepare_host(state: LabState, host: LabHostState, data: HostData) -> None:
     for _, sub in BIND_MOUNTS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "root").chmod(0o700)
-    (root / "tmp").chmod(0o1777)
     (root / "run" / "sshd").mkdir(exist_ok=True)
     (root / "root" / ".ssh").mkdir(mode=0o700, exist_ok=True)
     _keygen(root / "etc-ssh" / "ssh_host_ed25519_key", f"root@{host.name}")
@@ -294,17 +306,17 @@ def down(directory: Path, log: Log = _quiet) -> int:
     for pid in _pids_in_namespaces(namespaces):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    # SIGKILL lands once a process leaves uninterruptible sleep (e.g. a `sync`)
-    deadline = time.monotonic() + 30
+    # SIGKILL lands once a process leaves uninterruptible sleep (disk I/O)
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and _pids_in_namespaces(namespaces):
-        time.sleep(0.05)
+        time.sleep(0.1)
     for h in state.hosts:  # reap our own children, if any
         with contextlib.suppress(ChildProcessError):
             os.waitpid(h.pid, os.WNOHANG)
     time.sleep(0.05)
     left = _pids_in_namespaces(namespaces)
     if left:
-        raise NixifyError(f"lab down: processes {left} would not stop")
+        raise NixifyError(f"lab down: processes would not stop: {_describe(left)}")
     shutil.rmtree(directory / "hosts", ignore_errors=True)
     state.path.unlink(missing_ok=True)
     log(f"lab down: stopped {len(pids)} process(es), removed {len(state.hosts)} host(s)")
@@ -439,8 +451,10 @@ def up(
         h.initial_system = systems[h.name]
     state.save()
     _provision_secrets(state, lfleet)
-    log(f"lab: every host runs its initial system generation; secrets keyed to the hosts' "
-        f"keys in {directory}/secrets")
+    log(
+        f"lab: every host runs its initial system generation; secrets keyed to the hosts' "
+        f"keys in {directory}/secrets"
+    )
     return state
 
 
