@@ -1,7 +1,7 @@
 """Builds on the builder pool; closures signed into the cache, fetched by targets.
 
-One ``nix-build`` per (evaluating builder, Nix arguments): that builder
-evaluates every system assigned to it, and Nix's own distributed builds spread
+One ``nix-build`` per (evaluating builder, Nix arguments), one after the other:
+that builder evaluates every system assigned to it, and Nix's own distributed builds spread
 the derivations over the pool: the evaluating builder builds with its own
 ``max-jobs``, every other reachable builder is a remote builder (``ssh-ng://``,
 its systems and ``max-jobs`` as it reported them, a speed factor by role). Which
@@ -268,8 +268,11 @@ class BuildPool:
             members = pool_members(probes, builder_data, builder)
             self._build_batch(builder, builder_data, dict(args), hosts, digest, blob, members)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(batches))) as pool:
-            list(pool.map(run_batch, batches.items()))
+        # One batch at a time, the largest first: two evaluators handing builds to
+        # each other at once would each hold a lock the other's build waits for.
+        # A later batch finds what an earlier one built on the pool already there.
+        for item in sorted(batches.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            run_batch(item)
         built = [o for o in self.outcomes.values() if o.closure and not o.error]
         if self.cache is not None and built:
             self._push(built, builder_data)
@@ -434,6 +437,11 @@ class BuildPool:
         stderr = proc.stderr.decode(errors="replace")
         outcome.fetched = sum(1 for ln in stderr.splitlines() if _FETCHED.match(ln))
         if proc.returncode == 0:
+            self.say(
+                outcome.host,
+                f"fetched {outcome.fetched} path(s) of its closure from {self.cache.url} "
+                f"in {outcome.copy_seconds:.2f}s",
+            )
             return
         if _UNSIGNED.search(stderr):
             unsigned = [ln for ln in stderr.splitlines() if _UNSIGNED.search(ln)]
