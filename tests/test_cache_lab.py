@@ -175,7 +175,7 @@ def test_3_one_builder_down_all_builds_on_the_other(lab: LabState, project: Path
         assert proc.returncode != 0  # the edge node has no aarch64 builder left
         report = latest_report(project)["hosts"]
         for name in ("wsl-dev-1", "laptop-1", "nas-1"):
-            assert report[name]["status"] == "deployed", report[name]
+            assert report[name]["status"] == "deployed", (report[name], proc.stderr[-4000:])
             assert report[name]["builder"] == "cloud-builder-1"
             assert "glibc-2.39-54" in ssh(lab, name, "cat /run/current-system/packages").stdout
         edge = report["edge-ml-1"]
