@@ -260,7 +260,29 @@ def test_6_a_closure_signed_with_another_key_is_refused(lab: LabState, project: 
         path.write_bytes(saved)
 
 
-def test_7_the_cache_key_is_never_in_plaintext(lab: LabState, project: Path) -> None:
+def test_7_without_the_operator_s_identity_builders_sign_with_their_mounted_key(
+    lab: LabState, project: Path
+) -> None:
+    """The operator (or CI) cannot decrypt the key: each builder signs with the copy
+    the secrets step installed under its /run/secrets, with its own host key."""
+    identity = Path(lab.dir) / "operator_age.txt"
+    aside = identity.with_name("operator_age.txt.aside")
+    commit_change(project, 'pname = "restic"; version = "0.16.4"',
+                  'pname = "restic"; version = "0.16.5"', "feat(nas): restic 0.16.5")
+    identity.rename(aside)
+    try:
+        proc = deploy(lab, project, "--limit", "nas-1")
+    finally:
+        aside.rename(identity)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the operator cannot decrypt the signing key" in proc.stderr
+    assert ("signed with the key mounted at /run/secrets/builders/cache-signing-key.yaml"
+            in proc.stderr)
+    assert "restic-0.16.5" in ssh(lab, "nas-1", "cat /run/current-system/packages").stdout
+    assert latest_report(project)["hosts"]["nas-1"]["status"] == "deployed"
+
+
+def test_8_the_cache_key_is_never_in_plaintext(lab: LabState, project: Path) -> None:
     ids = [i.identity for i in identities_from_file(Path(lab.dir) / "operator_age.txt")]
     key = load_signing_key(Path(lab.dir) / "secrets" / DEFAULT_SECRET, ids)
     secret = key.secret_bytes.decode().split(":", 1)[1]

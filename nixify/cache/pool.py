@@ -53,6 +53,7 @@ _SEP = "--nixify-section--"
 _BUILDING = re.compile(r"^building '(/nix/store/[^']+\.drv)'(?: on '([^']+)')?")
 _FETCHED = re.compile(r"^copying path '(/nix/store/[^']+)' from '([^']+)'")
 _UNSIGNED = re.compile(r"is not signed by any of the keys|lacks a valid signature")
+SECRETS_MOUNT = "/run/secrets"  # where a host's secrets are installed (sops-nix's place)
 # Preferred builders are faster: Nix weighs free slots by speed factor.
 SPEED_FACTOR = {"remote_builder": 2, "cloud_builder": 1}
 
@@ -380,17 +381,25 @@ class BuildPool:
 
     def _push(self, outcomes: Sequence[BuildOutcome], builder_data: Mapping[str, Any]) -> None:
         """Each evaluating builder signs its hosts' closures with the fleet's key and
-        pushes them to the cache; a failure fails exactly those hosts, visibly."""
+        pushes them to the cache; a failure fails exactly those hosts, visibly.
+
+        The key comes from the operator (decrypted in memory, sent on stdin) or, when
+        the operator cannot decrypt it, from the builder's own mounted secret
+        (``/run/secrets/<signing_key>``, installed by the secrets step with the
+        builder's host key). Either way it reaches ``nix store sign`` on stdin."""
         assert self.cache is not None
+        key: SigningKey | None = None
+        mounted = f"{SECRETS_MOUNT}/{self.cache.signing_key}"
         try:
             if self._signing_key is None:
                 raise ConfigError("no cache signing key configured")
             key = self._signing_key()
         except ConfigError as exc:
-            for o in outcomes:
-                o.error = f"cache: cannot sign for {self.cache.push}: {exc}"
-            self.say("cache", f"cannot sign: {exc}")
-            return
+            self.say(
+                "cache",
+                f"the operator cannot decrypt the signing key ({exc}); each builder signs "
+                f"with its mounted {mounted}",
+            )
         by_builder: dict[str, list[BuildOutcome]] = {}
         for o in outcomes:
             by_builder.setdefault(o.builder or "", []).append(o)
@@ -398,13 +407,19 @@ class BuildPool:
         def push(builder: str, group: list[BuildOutcome]) -> None:
             assert self.cache is not None
             paths = " ".join(shlex.quote(o.closure or "") for o in group)
-            script = (
-                f"nix store sign --key-file /dev/stdin -r {paths} && "
-                f"nix copy --to {shlex.quote(self.cache.push)} {paths}"
-            )
+            sign = f"nix store sign --key-file /dev/stdin -r {paths}"
+            if key is None:
+                m = shlex.quote(mounted)
+                sign = (
+                    f"if [ ! -r {m} ]; then echo 'error: no cache signing key mounted at '{m} "
+                    f">&2; exit 1; fi; sed -n 's/^secret_key: *//p' {m} | {sign}"
+                )
+            script = f"{sign} && nix copy --to {shlex.quote(self.cache.push)} {paths}"
             started = time.monotonic()
             proc = ssh(
-                ssh_args_from_data(builder, builder_data[builder]), script, stdin=key.secret_bytes
+                ssh_args_from_data(builder, builder_data[builder]),
+                script,
+                stdin=key.secret_bytes if key is not None else b"",
             )
             took = time.monotonic() - started
             if proc.returncode != 0:
@@ -419,8 +434,8 @@ class BuildPool:
                 o.pushed = True
             self.say(
                 builder,
-                f"signed with {key.name} and pushed {len(group)} closure(s) to "
-                f"{self.cache.push} in {took:.2f}s",
+                f"signed with {key.name if key else 'the key mounted at ' + mounted} and pushed "
+                f"{len(group)} closure(s) to {self.cache.push} in {took:.2f}s",
             )
 
         with ThreadPoolExecutor(max_workers=max(1, len(by_builder))) as pool:
