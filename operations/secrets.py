@@ -9,7 +9,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import logging
+import shlex
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,31 @@ class SshHostKey(FactBase[Any]):
             if len(parts) >= 2 and parts[0] == "ssh-ed25519":
                 return f"{parts[0]} {parts[1]}"
         return None
+
+
+_DIGEST = ".installed"
+_INLINE_LIMIT = 64 * 1024  # bytes of encrypted files sent inside one command
+
+
+class SecretsInstalled(FactBase[Any]):
+    """The digest of what was last installed (files, helper, plan), while
+    ``/run/secrets`` exists; None otherwise."""
+
+    def command(self, digest_file: str) -> StringCommand:
+        return StringCommand(
+            "test",
+            "-e",
+            QuoteString(SECRETS_LINK),
+            "&&",
+            "cat",
+            QuoteString(digest_file),
+            "2>/dev/null",
+            "||",
+            "true",
+        )
+
+    def process(self, output: list[str]) -> str | None:
+        return output[0].strip() if output and output[0].strip() else None
 
 
 class SecretsGeneration(FactBase[Any]):
@@ -119,36 +148,42 @@ def install_secrets(
     """
     if not mounts:
         return
-    helper = list(
-        files.put._inner(
-            src=str(helper_source()), dest=HELPER_REMOTE, mode="0500", create_remote_dir=True
-        )
-    )
-    changed = bool(helper)
-    yield from helper
+    staged: list[tuple[str, bytes, str]] = [(HELPER_REMOTE, helper_source().read_bytes(), "0500")]
     for rel in mounts:
+        if ".." in Path(rel).parts or rel.startswith("/"):
+            raise ConfigError(f"host {host.name}: secret path {rel!r} must be relative")
         local = Path(secrets_dir) / rel
         # refuses anything that is not an encrypted sops file: plaintext never travels
         SopsFile.load(local)
-        if ".." in Path(rel).parts or rel.startswith("/"):
-            raise ConfigError(f"host {host.name}: secret path {rel!r} must be relative")
-        cmds = list(
-            files.put._inner(
-                src=str(local),
-                dest=f"{remote_dir}/{rel}",
-                mode="0600",
-                user="root",
-                group="root",
-                create_remote_dir=True,
-            )
-        )
-        changed = changed or bool(cmds)
-        yield from cmds
-    if not (changed or force) and host.get_fact(SecretsGeneration) is not None:
+        staged.append((f"{remote_dir}/{rel}", local.read_bytes(), "0600"))
+    plan = plan_for(host.name, list(mounts), decrypter, python, declared)
+    digest = hashlib.sha256()
+    for dest, data, mode in staged:
+        digest.update(f"{dest}\0{mode}\0{len(data)}\0".encode() + data)
+    digest.update(plan.script().encode())
+    installed = host.get_fact(SecretsInstalled, digest_file=f"{remote_dir}/{_DIGEST}")
+    if installed == digest.hexdigest() and not force:
         host.noop(f"secrets of {host.name} already installed")
         return
-    plan = plan_for(host.name, list(mounts), decrypter, python, declared)
-    yield StringCommand("sh", "-c", QuoteString(plan.script()))
+    if sum(len(d) for _, d, _ in staged) > _INLINE_LIMIT:
+        # large secrets: upload file by file (pyinfra's put), then install
+        for dest, data, mode in staged:
+            yield from files.put._inner(
+                src=io.BytesIO(data), dest=dest, mode=mode, create_remote_dir=True
+            )
+        stage = ""
+    else:
+        # one round trip: the encrypted files (never plaintext) travel inside the script
+        stage = "".join(
+            f"mkdir -p {shlex.quote(str(Path(dest).parent))} && "
+            f"printf %s {shlex.quote(base64.b64encode(data).decode())} | base64 -d > "
+            f"{shlex.quote(dest + '.tmp')} && chmod {mode} {shlex.quote(dest + '.tmp')} && "
+            f"mv -f {shlex.quote(dest + '.tmp')} {shlex.quote(dest)}\n"
+            for dest, data, mode in staged
+        )
+    record = f"printf '%s\\n' {digest.hexdigest()} > {shlex.quote(remote_dir + '/' + _DIGEST)}\n"
+    script = "set -eu\numask 077\n" + stage + plan.script() + record
+    yield StringCommand("sh", "-c", QuoteString(script))
 
 
 def _refuse(state: Any, host: Any, message: str) -> bool:
