@@ -1,11 +1,14 @@
 """Builds on the builder pool; closures signed into the cache, fetched by targets.
 
-One ``nix-build`` per (evaluating builder, Nix arguments), one after the other:
-that builder evaluates every system assigned to it, and Nix's own distributed builds spread
-the derivations over the pool: the evaluating builder builds with its own
-``max-jobs``, every other reachable builder is a remote builder (``ssh-ng://``,
-its systems and ``max-jobs`` as it reported them, a speed factor by role). Which
-builder built which derivation is read from Nix's own "building ... on ..." lines.
+One ``nix-build`` per (evaluating builder, Nix arguments): that builder
+evaluates every system assigned to it. For the largest batch, Nix's own
+distributed builds spread the derivations over the pool: the evaluating builder
+builds with its own ``max-jobs``, every other reachable builder is a remote
+builder (``ssh-ng://``, its systems and ``max-jobs`` as it reported them, a
+speed factor by role). The other batches (a builder's own system, evaluated by
+another builder) run at the same time on their evaluator alone, so that no two
+evaluators wait on each other's locks. Which builder built which derivation is
+read from Nix's own "building ... on ..." lines.
 
 With a cache configured, each evaluating builder signs what it built with the
 fleet's key (decrypted in memory by the operator, given to ``nix store sign`` on
@@ -264,16 +267,27 @@ class BuildPool:
             batches.setdefault(key, []).append(models[name])
         digest, blob = source_archive(self.fleet_dir)
 
-        def run_batch(item: tuple[tuple[str, tuple[tuple[str, str], ...]], list[HostData]]) -> None:
+        order = sorted(batches.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+
+        def run_batch(
+            item: tuple[tuple[str, tuple[tuple[str, str], ...]], list[HostData]],
+        ) -> None:
             (builder, args), hosts = item
-            members = pool_members(probes, builder_data, builder)
+            members: list[PoolMember] = []
+            if item is order[0]:
+                # A builder never builds its own next system, not even for the pool.
+                own = {h.name for h in hosts}
+                members = [
+                    m for m in pool_members(probes, builder_data, builder) if m.name not in own
+                ]
             self._build_batch(builder, builder_data, dict(args), hosts, digest, blob, members)
 
-        # One batch at a time, the largest first: two evaluators handing builds to
-        # each other at once would each hold a lock the other's build waits for.
-        # A later batch finds what an earlier one built on the pool already there.
-        for item in sorted(batches.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            run_batch(item)
+        # The largest batch's evaluator hands builds to the whole pool; the other
+        # batches (a builder's own system, built by another builder) run beside it
+        # on their evaluator alone: two evaluators handing builds to each other at
+        # once could each hold a lock the other's build waits for.
+        with ThreadPoolExecutor(max_workers=max(1, len(order))) as pool:
+            list(pool.map(run_batch, order))
         built = [o for o in self.outcomes.values() if o.closure and not o.error]
         if self.cache is not None and built:
             self._push(built, builder_data)
