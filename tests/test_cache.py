@@ -243,3 +243,40 @@ def test_placement_is_read_from_nix_own_lines() -> None:
         "/nix/store/bbb-b.drv": "cloud-builder-1",
         "/nix/store/ccc-c.drv": "ssh-ng://other",
     }
+
+
+def test_cache_off_and_lab_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nixify.cache.config import load_cache_config
+
+    monkeypatch.delenv("NIXIFY_CACHE_CONFIG", raising=False)
+    CacheConfig("http://127.0.0.1:5080", (PUBKEY,)).save(tmp_path / "cache.yaml")
+    found = load_cache_config({"lab_dir": str(tmp_path)})
+    assert found is not None and found.url == "http://127.0.0.1:5080"
+    assert load_cache_config({"lab_dir": str(tmp_path), "cache": "off"}) is None
+    with pytest.raises(ConfigError, match=r"absent\.yaml: cache configuration not found"):
+        load_cache_config({"cache_config": str(tmp_path / "absent.yaml")})
+
+
+def test_warm_selects_by_role_then_host_glob() -> None:
+    from nixify.cache.cli import select
+
+    groups = {
+        "nas": [("nas-1", {"role": "nas"}), ("nas-2", {"role": "nas"})],
+        "laptop": [("laptop-1", {"role": "laptop"})],
+    }
+    assert sorted(select(groups, [])) == ["laptop-1", "nas-1", "nas-2"]
+    assert sorted(select(groups, ["nas"])) == ["nas-1", "nas-2"]
+    assert sorted(select(groups, ["lap*", "nas-2"])) == ["laptop-1", "nas-2"]
+    with pytest.raises(ConfigError, match="--limit mainframe: matches no role or host"):
+        select(groups, ["mainframe"])
+
+
+def test_unsigned_substitutes_are_recognised() -> None:
+    from nixify.cache.pool import _UNSIGNED
+
+    line = ("warning: the substitute for '/nix/store/x-a' from 'http://127.0.0.1:5080' is not "
+            "signed by any of the keys in 'trusted-public-keys'")
+    assert _UNSIGNED.search(line)
+    assert _UNSIGNED.search("error: cannot add path '/nix/store/x' because it lacks a valid "
+                            "signature")
+    assert not _UNSIGNED.search("error: build of '/nix/store/x.drv' failed")

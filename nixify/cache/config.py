@@ -10,7 +10,8 @@ A ``cache.yaml``::
 
 Found, in order: ``--data cache_config=PATH``, ``$NIXIFY_CACHE_CONFIG``,
 ``<lab dir>/cache.yaml`` for a lab, ``inventories/cache.yaml`` of the project.
-No file: no cache, closures go from the builder to each target directly.
+No file (or ``--data cache=off``): no cache, closures go from the builder to
+each target directly.
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def config_path(data: Any, repo: Path | None = None) -> Path | None:
 
 
 def load_cache_config(data: Any, repo: Path | None = None) -> CacheConfig | None:
+    """The run's cache, or None: none configured, or ``--data cache=off``."""
+    if data is not None and str(data.get("cache") or "").lower() in ("off", "false", "0", "no"):
+        return None
     path = config_path(data, repo)
     if path is None:
         return None
