@@ -280,3 +280,33 @@ def test_unsigned_substitutes_are_recognised() -> None:
     assert _UNSIGNED.search("error: cannot add path '/nix/store/x' because it lacks a valid "
                             "signature")
     assert not _UNSIGNED.search("error: build of '/nix/store/x.drv' failed")
+
+
+def test_lab_key_is_made_once_kept_and_never_overwritten(tmp_path: Path) -> None:
+    from nixify.cache.keys import DEFAULT_SECRET
+    from nixify.cache.lab import ensure_key
+    from nixify.secrets.provision import dummy_document
+    from nixify.secrets.rules import CreationRule, render_sops_yaml
+    from nixify.secrets.sopsfile import encrypt_tree
+
+    ident = pyrage.x25519.Identity.generate()
+    idfile = tmp_path / "operator_age.txt"
+    idfile.write_text(f"{ident}\n")
+    secrets = tmp_path / "secrets"
+    (secrets / "builders").mkdir(parents=True)
+    (secrets / ".sops.yaml").write_text(
+        render_sops_yaml([CreationRule(DEFAULT_SECRET, (str(ident.to_public()),))]))
+    path = secrets / DEFAULT_SECRET
+    # the provisioner's placeholder is replaced by a real key
+    path.write_text(encrypt_tree(dummy_document(DEFAULT_SECRET), "yaml",
+                                 [str(ident.to_public())]))
+    first = ensure_key(secrets, DEFAULT_SECRET, idfile, "lab-cache-1")
+    assert first.public.startswith("lab-cache-1:")
+    assert ensure_key(secrets, DEFAULT_SECRET, idfile, "lab-cache-1") == first  # kept
+    # a key file the operator cannot decrypt is an error, and stays as it was
+    stranger = pyrage.x25519.Identity.generate()
+    write_key_secret(path, generate_signing_key("other-1"), [str(stranger.to_public())])
+    before = path.read_bytes()
+    with pytest.raises(ConfigError):
+        ensure_key(secrets, DEFAULT_SECRET, idfile, "lab-cache-1")
+    assert path.read_bytes() == before

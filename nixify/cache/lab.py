@@ -103,13 +103,14 @@ def stop_server(state: LabState, host: str) -> None:
 def ensure_key(secrets_dir: Path, relpath: str, identity_file: Path, name: str) -> SigningKey:
     """The lab's signing key: the one in the sops file, or a new one written there."""
     from nixify.secrets.keys import identities_from_file
+    from nixify.secrets.sopsfile import SopsFile
 
     path = secrets_dir / relpath
     ids = [i.identity for i in identities_from_file(identity_file)]
-    try:
+    # A file that will not decrypt is an error, never overwritten; only the
+    # provisioner's placeholder (no ``secret_key`` field) is replaced.
+    if path.exists() and SopsFile.load(path).decrypt(ids).get("secret_key") is not None:
         return load_signing_key(path, ids)
-    except ConfigError:
-        pass  # absent, or the provisioner's dummy document: make the real key
     key = generate_signing_key(name)
     write_key_secret(path, key, recipients_for(secrets_dir, relpath))
     return key
