@@ -14,6 +14,7 @@ ever built on a constrained host or on the operator.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from nixify.cache.pool import (
     source_archive,
     ssh,
 )
+from nixify.errors import ConfigError
 
 __all__ = [
     "BuildCoordinator",
@@ -65,7 +67,17 @@ class BuildCoordinator(BuildPool):
         targets = {n: h.data for n, h in active.items()}
         builder_names = sorted({b for d in targets.values() for b in (d.get("builders") or [])})
         builder_data = {b: state.inventory.get_host(b).data for b in builder_names}
-        self.cache = load_cache_config(host.data, self.repo)
+        if self.repo is None:
+            from nixify.paths import repo_root
+
+            with contextlib.suppress(ConfigError):
+                self.repo = repo_root()
+        try:
+            self.cache = load_cache_config(host.data, self.repo)
+        except ConfigError as exc:
+            for name in targets:
+                self.outcomes[name] = BuildOutcome(name, error=f"binary cache: {exc}")
+            return
         if self.cache is not None:
             self._signing_key = signing_key_for(self.cache, host.data, self.repo)
             self.say("cache", f"binary cache {self.cache.url} ({self.cache.source})")
