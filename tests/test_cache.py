@@ -330,3 +330,26 @@ def test_a_bad_cache_config_fails_every_host_of_the_run_by_name(tmp_path: Path) 
         out = coord.outcome(state, h)
         assert out.error and out.error.startswith("binary cache: ")
         assert f"{bad}: field 'url'" in out.error and out.closure is None
+
+
+def test_keygen_cli_writes_only_the_sops_file(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from nixify.cache.keys import DEFAULT_SECRET
+    from nixify.cli import main
+    from nixify.secrets.rules import CreationRule, render_sops_yaml
+
+    ident = pyrage.x25519.Identity.generate()
+    (tmp_path / ".sops.yaml").write_text(
+        render_sops_yaml([CreationRule(DEFAULT_SECRET, (str(ident.to_public()),))]))
+    argv = ["cache", "keygen", "--name", "fleet-cache-7", "--secrets-dir", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    key = load_signing_key(tmp_path / DEFAULT_SECRET, [ident])
+    assert out.out.strip() == key.public
+    secret = key.secret_bytes.decode().split(":")[1]
+    assert secret not in out.out + out.err
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        ".sops.yaml", "cache-signing-key.yaml"]  # no plaintext key file left anywhere
+    assert main(argv) == 2  # an existing key is kept unless --force
+    assert "exists; --force" in capsys.readouterr().err
+    assert load_signing_key(tmp_path / DEFAULT_SECRET, [ident]) == key
