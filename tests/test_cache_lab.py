@@ -184,6 +184,12 @@ def test_3_one_builder_down_all_builds_on_the_other(lab: LabState, project: Path
         assert "builder-1: unreachable" in edge["reason"]
         assert len(drv_logs(lab, "cloud-builder-1") - logs) >= 20
         assert "[builder-1] builder unreachable" in proc.stderr
+        warm = nixify(lab, project, "cache", "warm", "--limit", "edge_ml", "--limit", "nas")
+        assert warm.returncode == 1
+        rows = {ln.split()[0]: ln for ln in warm.stdout.splitlines() if ln.strip()}
+        assert rows["nas-1"].split()[1:3] == ["pushed", "cloud-builder-1"]
+        assert rows["edge-ml-1"].split()[1] == "skipped"
+        assert "cloud-builder-1: does not build aarch64-linux" in rows["edge-ml-1"]
         summary = proc.stderr[proc.stderr.rfind("\nhost "):]
         assert "edge-ml-1" in summary and "no builder reachable" in summary
     finally:
