@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import shlex
 import time
+from collections import Counter
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -198,6 +199,9 @@ def _build(state: Any, host: Any) -> bool:
             "derivations_built": len(outcome.built),
             "build_seconds": round(outcome.seconds, 3),
             "copy_seconds": round(outcome.copy_seconds, 3),
+            "built_on": dict(sorted(Counter(outcome.placement.values()).items())),
+            "pushed_to_cache": outcome.pushed,
+            "fetched_from_cache": outcome.fetched,
         },
     )
 

@@ -86,6 +86,8 @@ def test_1_full_deploy_of_every_host(lab: LabState, project: Path) -> None:
         assert record["dirty"] is False and set(record["gates"]) >= {"build", "switch-test"}
         # a builder built it, never the host itself
         assert rep["builder"] in ("builder-1", "cloud-builder-1") and rep["builder"] != h.name
+        built_on = rep["gates"]["build"]["evidence"]["built_on"]
+        assert built_on and set(built_on) <= {"builder-1", "cloud-builder-1"}, built_on
     assert (project / "reports").glob("deploy-*.json")
     # each host's secrets were decrypted on the host, 0400, and never shown
     fleet = {h.name: h for h in lab.hosts}
