@@ -113,7 +113,7 @@ def test_1_cache_warm_then_a_deploy_builds_nothing_and_fetches(lab: LabState, pr
     setup = nixify(lab, project, "cache", "lab-setup")
     assert setup.returncode == 0, setup.stderr
     conf = ssh(lab, "wsl-dev-1", "nix show-config").stdout
-    assert "require-sigs = true" in conf and "substituters = http://127.0.3." in conf
+    assert "require-sigs = true" in conf and f"substituters = http://{lab.net}." in conf
     commit_change(project, 'pname = "tmux"; version = "3.4"', 'pname = "tmux"; version = "3.5"',
                   "feat(dev): tmux 3.5")
     warm = nixify(lab, project, "cache", "warm", "--json")
@@ -136,7 +136,7 @@ def test_1_cache_warm_then_a_deploy_builds_nothing_and_fetches(lab: LabState, pr
     for name in ("wsl-dev-1", "laptop-1"):  # tmux 3.5 came from the cache
         assert "tmux-3.5" in ssh(lab, name, "cat /run/current-system/packages").stdout
         fetched = [ln for ln in proc.stderr.splitlines()
-                   if ln.startswith(f"[{name}] fetched ") and "from http://127.0.3." in ln]
+                   if ln.startswith(f"[{name}] fetched ") and f"from http://{lab.net}." in ln]
         assert fetched and not fetched[0].startswith(f"[{name}] fetched 0 "), proc.stderr[-2000:]
         assert drv_logs(lab, name) == set()
     # the cache holds signed narinfos only
