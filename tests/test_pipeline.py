@@ -7,6 +7,7 @@ starts from what the previous one left, as deploys do.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from labkit import (
+    VENV_BIN,
     bring_up,
     edit,
     git,
@@ -52,6 +54,28 @@ def deploy(
     script: str = "deploy.py",
 ) -> subprocess.CompletedProcess[str]:
     return pyinfra(lab, "-y", "inventories/lab.py", script, *args, cwd=project)
+
+
+def spawn_deploy(
+    lab: LabState, project: Path, *args: str, output: int = subprocess.PIPE
+) -> subprocess.Popen[str]:
+    """A deploy running in the background (to overlap with another, or to kill)."""
+    return subprocess.Popen(
+        [str(VENV_BIN / "pyinfra"), "-y", "inventories/lab.py", "deploy.py", *args],
+        cwd=project,
+        stdout=output,
+        stderr=output,
+        text=True,
+        env=dict(os.environ, NIXIFY_LAB_DIR=lab.dir),
+    )
+
+
+def wait_for_lock(lab: LabState, host: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ssh(lab, host, "test -d /var/lib/nixify/deploy.lock", check=False).returncode == 0:
+            return
+        time.sleep(0.1)
 
 
 def build_logs(lab: LabState, host: str) -> int:
@@ -226,30 +250,9 @@ def test_6_a_second_concurrent_deploy_is_refused_with_the_holder(
     host_file = project / "fleet" / "hosts" / "nas-3.nix"
     host_file.write_text('{ role = "nas"; settings = { activationSeconds = 4; }; }\n')
     git(project, "commit", "-qam", "feat(nas-3): slow activation")
-    first = subprocess.Popen(
-        [
-            str(Path(__import__("sys").executable).with_name("pyinfra")),
-            "-y",
-            "inventories/lab.py",
-            "deploy.py",
-            "--limit",
-            "nas-3",
-        ],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(__import__("os").environ, NIXIFY_LAB_DIR=lab.dir),
-    )
+    first = spawn_deploy(lab, project, "--limit", "nas-3")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (
-                ssh(lab, "nas-3", "test -d /var/lib/nixify/deploy.lock", check=False).returncode
-                == 0
-            ):
-                break
-            time.sleep(0.1)
+        wait_for_lock(lab, "nas-3")
         second = deploy(lab, project, "--limit", "nas-3")
     finally:
         out, err = first.communicate(timeout=120)
@@ -263,27 +266,10 @@ def test_7_a_killed_deploy_leaves_a_stale_lock_that_is_detected(
     lab: LabState,
     project: Path,
 ) -> None:
-    killed = subprocess.Popen(
-        [
-            str(Path(__import__("sys").executable).with_name("pyinfra")),
-            "-y",
-            "inventories/lab.py",
-            "deploy.py",
-            "--limit",
-            "nas-3",
-            "--data",
-            "mode=test",
-        ],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(__import__("os").environ, NIXIFY_LAB_DIR=lab.dir),
+    killed = spawn_deploy(
+        lab, project, "--limit", "nas-3", "--data", "mode=test", output=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if ssh(lab, "nas-3", "test -d /var/lib/nixify/deploy.lock", check=False).returncode == 0:
-            break
-        time.sleep(0.1)
+    wait_for_lock(lab, "nas-3")
     killed.kill()
     killed.wait()
     assert ssh(lab, "nas-3", "test -d /var/lib/nixify/deploy.lock", check=False).returncode == 0
