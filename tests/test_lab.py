@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -139,3 +140,29 @@ def _ns(pid: str) -> str:
         return os.readlink(f"/proc/{pid}/ns/mnt")
     except OSError:
         return ""
+
+
+def test_a_stale_record_never_kills_a_process_that_reuses_its_namespace_number(
+    tmp_path: Path,
+) -> None:
+    """Namespace numbers are reused: down() checks a process's own mounts too."""
+    from nixify.lab.state import LabHostState
+
+    if os.geteuid() != 0:
+        pytest.fail("needs root (unshare -m), as CI has")
+    other = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while _ns(str(other.pid)) in ("", _ns("self")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stale = LabState(dir=str(tmp_path), net="127.0.250", port=2222, hosts=[LabHostState(
+            name="ghost-1", role="nas", declared=False, address="127.0.250.10", port=2222,
+            root=str(tmp_path / "hosts" / "ghost-1"), pid=other.pid, mnt_ns=_ns(str(other.pid)),
+        )])
+        stale.save()
+        assert not host_alive(stale.hosts[0])
+        assert control.down(tmp_path) == 0
+        assert other.poll() is None  # still running: not one of the lab's
+    finally:
+        other.kill()
+        other.wait()

@@ -74,19 +74,40 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _pids_in_namespaces(namespaces: set[str]) -> list[int]:
-    """Live (not zombie) processes in any of ``namespaces``; our own zombies are reaped."""
+def _owned_by(pid: int, host: LabHostState) -> bool:
+    """The process runs inside ``host``: its ``/nix`` is that host's own directory.
+
+    A mount namespace's number is reused once the namespace is gone, so a stale
+    lab record alone never identifies a process; this check does."""
+    suffix = "/" + "/".join(Path(host.root).parts[-3:]) + "/nix"  # <lab>/hosts/<name>/nix
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == "/nix" and fields[3].endswith(suffix):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _lab_pids(hosts: Iterable[LabHostState]) -> list[int]:
+    """Live (not zombie) processes of these hosts, by namespace and checked by their
+    mounts; our own zombies among them are reaped."""
+    by_ns = {h.mnt_ns: h for h in hosts if h.mnt_ns}
     own = _mnt_ns(os.getpid())
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             pid = int(entry)
             ns = _mnt_ns(pid)
-            if ns and ns != own and ns in namespaces:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                if not _is_zombie(pid):
-                    found.append(pid)
+            host = by_ns.get(ns) if ns and ns != own else None
+            if host is None:
+                continue
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if not _is_zombie(pid) and _owned_by(pid, host):
+                found.append(pid)
     return found
 
 
@@ -113,8 +134,9 @@ def _port_open(address: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def host_alive(host: LabHostState) -> bool:
-    """The recorded sshd still runs, in the namespace recorded for it."""
-    return host.pid > 0 and bool(host.mnt_ns) and _mnt_ns(host.pid) == host.mnt_ns
+    """The recorded sshd still runs, in the namespace and with the mounts recorded for it."""
+    return (host.pid > 0 and bool(host.mnt_ns) and _mnt_ns(host.pid) == host.mnt_ns
+            and _owned_by(host.pid, host))
 
 
 def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
@@ -294,27 +316,27 @@ def down(directory: Path, log: Log = _quiet) -> int:
     state = LabState.load(directory)
     if state is None:
         return 0
-    namespaces = {h.mnt_ns for h in state.hosts if h.mnt_ns}
-    pids = set(_pids_in_namespaces(namespaces))
+    hosts = state.hosts
+    pids = set(_lab_pids(hosts))
     pids.update(h.pid for h in state.hosts if host_alive(h))
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _pids_in_namespaces(namespaces):
+    while time.monotonic() < deadline and _lab_pids(hosts):
         time.sleep(0.05)
-    for pid in _pids_in_namespaces(namespaces):
+    for pid in _lab_pids(hosts):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     # SIGKILL lands once a process leaves uninterruptible sleep (disk I/O)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and _pids_in_namespaces(namespaces):
+    while time.monotonic() < deadline and _lab_pids(hosts):
         time.sleep(0.1)
     for h in state.hosts:  # reap our own children, if any
         with contextlib.suppress(ChildProcessError):
             os.waitpid(h.pid, os.WNOHANG)
     time.sleep(0.05)
-    left = _pids_in_namespaces(namespaces)
+    left = _lab_pids(hosts)
     if left:
         raise NixifyError(f"lab down: processes would not stop: {_describe(left)}")
     shutil.rmtree(directory / "hosts", ignore_errors=True)
@@ -481,14 +503,14 @@ def stop_host(directory: Path, name: str) -> None:
     if state is None:
         raise ConfigError(f"no lab in {directory}")
     host = state.host(name)
-    pids = _pids_in_namespaces({host.mnt_ns}) if host.mnt_ns else []
+    pids = _lab_pids([host])
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(host.pid, 0)
     deadline = time.monotonic() + 5
-    while _pids_in_namespaces({host.mnt_ns}) and time.monotonic() < deadline:
+    while _lab_pids([host]) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
