@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from pyinfra.api.facts import FactBase
 
 from nixify.pipeline.pins import RECORD_DIR, KnownGoodRecord
 
 
-class NixConfig(FactBase[dict[str, Any]]):
-    """The host's effective Nix settings (``nix show-config --json``), name -> value."""
+class DeployState(FactBase[dict[str, str]]):
+    """What a deploy reads before it starts, in one round trip: the running system,
+    its derivation (for the diff gate's root causes) and Nix's effective max-jobs
+    (a constrained host must report 0)."""
 
     def command(self) -> str:
-        return "nix show-config --json"
+        return (
+            'r=$(readlink -f /run/current-system 2>/dev/null); echo "running=$r"; '
+            "echo \"max-jobs=$(nix show-config 2>/dev/null | sed -n 's/^max-jobs = //p')\"; "
+            '[ -n "$r" ] && echo "deriver=$(nix-store -q --deriver "$r" 2>/dev/null)"; true'
+        )
 
-    def requires_command(self, *args: Any, **kwargs: Any) -> str:
-        return "nix"
-
-    def process(self, output: list[str]) -> dict[str, Any]:
-        raw = json.loads("\n".join(output))
-        return {k: v.get("value") if isinstance(v, dict) else v for k, v in raw.items()}
+    def process(self, output: list[str]) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for line in output:
+            key, sep, value = line.partition("=")
+            if sep and key in ("running", "max-jobs", "deriver"):
+                result[key] = value.strip()
+        return result
 
 
 class SystemState(FactBase[dict[str, str]]):

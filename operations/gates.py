@@ -36,7 +36,7 @@ from nixify.pipeline.pins import (
 )
 from nixify.pipeline.report import GateResult, utc_now, utc_stamp
 from operations.build import BuildCoordinator
-from operations.facts import KnownGoodRecords
+from operations.facts import DeployState, KnownGoodRecords
 from operations.lock import acquire_lock, release_lock
 from operations.remote import Remote, quote_argv
 from operations.remote import run as remote
@@ -129,19 +129,15 @@ def _preflight(state: Any, host: Any) -> bool:
     run = current_run()
     started = time.monotonic()
     rep = run.host_report(host)
-    res = remote(
-        host,
-        "readlink -f /run/current-system; nix show-config | grep '^max-jobs '; "
-        'nix-store -q --deriver "$(readlink -f /run/current-system)" 2>/dev/null',
-    )
-    if not res.ok and not res.stdout:
-        return _fail(run, host, "preflight", f"cannot read the host's state: {res.tail()}", started)
-    lines = res.stdout.splitlines()
-    rep.previous = lines[0].strip() if lines and is_store_path(lines[0].strip()) else None
-    if len(lines) > 2 and lines[2].strip().endswith(".drv"):
-        _coordinator(run).previous_drvs[host.name] = lines[2].strip()
+    facts = host.get_fact(DeployState)
+    if not facts:
+        return _fail(run, host, "preflight", "cannot read the host's state", started)
+    running = facts.get("running", "")
+    rep.previous = running if is_store_path(running) else None
+    if facts.get("deriver", "").endswith(".drv"):
+        _coordinator(run).previous_drvs[host.name] = facts["deriver"]
     if host.data.get("constrained"):
-        max_jobs = lines[1].split("=", 1)[1].strip() if len(lines) > 1 else "unknown"
+        max_jobs = facts.get("max-jobs") or "unknown"
         if max_jobs != "0":
             return _fail(
                 run,
@@ -439,13 +435,13 @@ def _mark(state: Any, host: Any) -> bool:
             for g, r in rep.gates.items()
         },
     )
-    res = remote(host, pin_script(record))
+    res = remote(host, f"{pin_script(record)} && ls {RECORD_DIR}")
     if not res.ok:
         return _fail(run, host, "known-good", f"cannot pin: {res.tail()}", started)
-    listing = remote(host, f"ls {RECORD_DIR}")
-    names = [n.removesuffix(".json") for n in listing.stdout.split() if n.endswith(".json")]
+    names = [n.removesuffix(".json") for n in res.stdout.split() if n.endswith(".json")]
     doomed = pins_to_prune(names, run.keep_pins)
-    remote(host, prune_script(doomed))
+    if doomed:
+        remote(host, prune_script(doomed))
     rep.known_good = record.name
     rep.status = "deployed"
     release_lock(run, host)
