@@ -370,33 +370,27 @@ def test_11_the_same_deploy_runs_on_the_real_fleet_inventory(
     git(project, "commit", "-qam", "feat(nas): restic 0.16.5")
     # without the fleet's secrets the host fails clearly, naming the file
     pins_before = pins(lab, "nas-3")
-    proc = pyinfra(
-        lab,
-        "-y",
-        "inventories/fleet.py",
-        "deploy.py",
-        "--limit",
-        "nas-3",
-        cwd=project,
-        env={"NIXIFY_ADDRESSES": str(addresses)},
-    )
+
+    def fleet_deploy(*extra: str) -> subprocess.CompletedProcess[str]:
+        return pyinfra(
+            lab,
+            "-y",
+            "inventories/fleet.py",
+            "deploy.py",
+            "--limit",
+            "nas-3",
+            *extra,
+            cwd=project,
+            env={"NIXIFY_ADDRESSES": str(addresses)},
+        )
+
+    proc = fleet_deploy()
     assert proc.returncode != 0
     reason = latest_report(project)["hosts"]["nas-3"]["reason"]
     assert reason.startswith("secrets:") and "common/ntp.yaml" in reason, reason
     assert "internal exception" not in proc.stdout + proc.stderr
     assert pins(lab, "nas-3") == pins_before  # no known-good without its secrets
-    proc = pyinfra(
-        lab,
-        "-y",
-        "inventories/fleet.py",
-        "deploy.py",
-        "--limit",
-        "nas-3",
-        "--data",
-        f"secrets_dir={lab.dir}/secrets",
-        cwd=project,
-        env={"NIXIFY_ADDRESSES": str(addresses)},
-    )
+    proc = fleet_deploy("--data", f"secrets_dir={lab.dir}/secrets")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rep = latest_report(project)["hosts"]
     assert list(rep) == ["nas-3"] and rep["nas-3"]["status"] == "deployed"
