@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,47 @@ def _keygen(tmp: Path, name: str, *args: str) -> Path:
     return path
 
 
+def colons(*groups: str) -> str:
+    return ":".join(groups)
+
+
+def nix_cache_keypair(tmp: Path, name: str = "cache.example-1") -> tuple[str, str]:
+    """(secret, public) as ``nix-store --generate-binary-cache-key`` writes them.
+
+    Without nix-store, the same format from an Ed25519 key (seed, then public key).
+    """
+    nix_store = shutil.which("nix-store")
+    if nix_store is not None:
+        sk, pk = tmp / f"{name}.sk", tmp / f"{name}.pk"
+        subprocess.run(
+            [nix_store, "--generate-binary-cache-key", name, str(sk), str(pk)],
+            check=True,
+            capture_output=True,
+        )
+        return sk.read_text().strip(), pk.read_text().strip()
+    key = Ed25519PrivateKey.generate()
+    seed = key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes_raw()
+    return (
+        f"{name}:{base64.b64encode(seed + public).decode()}",
+        f"{name}:{base64.b64encode(public).decode()}",
+    )
+
+
+def wireguard_key() -> str:
+    """A WireGuard private key as ``wg genkey`` prints it (base64 of 32 bytes)."""
+    raw = X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(raw).decode()
+
+
 def make_leaks(tmp: Path) -> list[Leak]:
     tmp.mkdir(parents=True, exist_ok=True)
     leaks = [
@@ -58,7 +104,28 @@ def make_leaks(tmp: Path) -> list[Leak]:
             ":".join(["fd7a", "115c", "a1e0", "ab12", "4843", "cd96", "6258", "b240"]),
             ":".join(["FD7A", "115C", "A1E0", "", "53"]),
         ),
+        Leak(
+            "ula-v6",
+            "private-ipv6",
+            colons("fd12", "3456", "789a", "1", "", "20"),
+            colons("fd00", "", "a", "1"),
+        ),
+        Leak("ula-fc-v6", "private-ipv6", colons("FC00", "AB", "", "7"),
+             colons("fc01", "2", "3", "4", "5", "6", "7", "8")),
+        Leak(
+            "link-local-v6",
+            "link-local-ipv6",
+            colons("fe80", "", "1c2d", "3eff", "fe4f", "5a6b") + "%eth0",
+            colons("fe80", "", "a", "bc"),
+        ),
     ]
+    secret, _public = nix_cache_keypair(tmp)
+    leaks.append(Leak("nix-cache-secret", "nix-cache-secret-key", secret, secret))
+    wg, psk = wireguard_key(), wireguard_key()
+    leaks.append(Leak("wireguard-conf", "wireguard-private-key", "PrivateKey = " + wg,
+                      "PresharedKey=" + psk))
+    leaks.append(Leak("wireguard-nixos", "wireguard-private-key", f'privateKey = "{wg}";',
+                      f"private_key:{wg}"))
     ident = subprocess.run(["age-keygen"], check=True, capture_output=True, text=True).stdout
     secret = next(line for line in ident.splitlines() if not line.startswith("#"))
     recipient = subprocess.run(

@@ -16,6 +16,13 @@ Kinds:
     starts at one hundred dot sixty-four).
 ``tailscale-ipv6``
     An address under Tailscale's unique-local /48.
+``private-ipv6``
+    Any other IPv6 unique-local address (the /7 whose first group starts with
+    ``fc`` or ``fd``). The block names themselves (the first group then ``::``
+    and nothing else, as in a ``/7`` or ``/8`` range) are not findings.
+``link-local-ipv6``
+    An IPv6 link-local address (the /10 whose first group is ``fe80`` to
+    ``febf``), with or without a zone; the bare block name is not a finding.
 ``age-recipient`` / ``age-identity``
     Bech32 age public keys (X25519 and plugin) and secret keys.
 ``ssh-public-key``
@@ -25,6 +32,16 @@ Kinds:
 ``private-key``
     A PEM or OpenSSH private-key armour header (OpenSSH, RSA, EC, DSA, PKCS#8,
     encrypted PKCS#8, and OpenPGP secret-key blocks).
+``nix-cache-secret-key``
+    A Nix binary-cache signing key as ``nix-store --generate-binary-cache-key``
+    writes it: ``name:`` and the base64 of 64 bytes, an Ed25519 seed followed by
+    its public key. The pair is checked, so a public key (``name:`` and 32
+    bytes, fine to publish) and other 64-byte base64 values (a sops ``data:``
+    ciphertext, a hash) are not findings.
+``wireguard-private-key``
+    A WireGuard private or preshared key (base64 of 32 bytes) as the value of
+    ``PrivateKey``/``PresharedKey`` (wg-quick, systemd-networkd) or
+    ``privateKey``/``private_key`` (NixOS, YAML); public keys are not findings.
 
 An IPv4 candidate "stands alone" when it is not glued to a longer dotted
 number or word: the byte before it is not a digit, a letter or a dot, and it is
@@ -36,17 +53,24 @@ first octet merely ends in the right digits, a five-part dotted number and a
 from __future__ import annotations
 
 import base64
+import binascii
+import ipaddress
 import re
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 IPV4_PRIVATE = "private-ipv4"
 IPV4_TAILSCALE = "tailscale-ipv4"
 IPV6_TAILSCALE = "tailscale-ipv6"
+IPV6_PRIVATE = "private-ipv6"
+IPV6_LINK_LOCAL = "link-local-ipv6"
 AGE_RECIPIENT = "age-recipient"
 AGE_IDENTITY = "age-identity"
 SSH_PUBLIC_KEY = "ssh-public-key"
 PRIVATE_KEY = "private-key"
+NIX_CACHE_SECRET_KEY = "nix-cache-secret-key"
+WIREGUARD_KEY = "wireguard-private-key"
 
 KINDS: tuple[str, ...] = (
     IPV4_PRIVATE,
@@ -56,7 +80,14 @@ KINDS: tuple[str, ...] = (
     AGE_IDENTITY,
     SSH_PUBLIC_KEY,
     PRIVATE_KEY,
+    IPV6_PRIVATE,
+    IPV6_LINK_LOCAL,
+    NIX_CACHE_SECRET_KEY,
+    WIREGUARD_KEY,
 )
+
+# Kinds whose value is a secret: their redaction shows none of it.
+SECRET_KINDS: frozenset[str] = frozenset({NIX_CACHE_SECRET_KEY, WIREGUARD_KEY})
 
 # Bech32's data alphabet (no 1, b, i, o).
 BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -133,6 +164,33 @@ _PRIVATE_KEY = (
 )
 
 
+# Unique-local (fc/fd) and link-local (fe8-feb) first groups, then the rest of
+# an IPv6 address; ``ipaddress`` decides whether the candidate really is one.
+_HEX = rb"[0-9A-Fa-f]"
+_ULA_LL_GROUP = rb"(?i:f[cd]" + _HEX + rb"{2}|fe[89ab]" + _HEX + rb")"
+_IPV6_LOCAL = (
+    _ULA_LL_GROUP + rb"(?:(?:::?" + _HEX + rb"{1,4}){1,7}(?:::)?|::)(?![0-9A-Za-z])"
+)
+# The scan looks for the colon after a first group (a fast literal search in C,
+# with a fixed-width look-behind), then tries the address four bytes back.
+_IPV6_LOCAL_FINDER = rb":(?<=" + _ULA_LL_GROUP + rb":)"
+# Nix cache keys: name, colon, base64. A secret key is 64 bytes (86 characters
+# and "=="); the finder looks for the padding and checks the rest behind it.
+# Padding ends base64, so a "/" after it is not part of the value (a URL path).
+_NIX_NAME = rb"[A-Za-z0-9._+@-]"
+_B64 = rb"[A-Za-z0-9+/]"
+_NIX_SECRET = (
+    _NIX_NAME + rb"{1,255}:" + _B64 + rb"{86}==(?![A-Za-z0-9+=])"
+)
+_NIX_SECRET_FINDER = rb"==(?<=:" + _B64 + rb"{86}==)(?![A-Za-z0-9+=])"
+# WireGuard: 32 bytes are 43 characters and "=", the last one with its two low
+# bits zero. The key is the match's "v" group; the setting name is context.
+_WG_NAME = rb"(?:[Pp]rivate|PRIVATE|[Pp]reshared|PRESHARED)[_-]?(?:[Kk]ey|KEY)"
+_WIREGUARD = (
+    _WG_NAME + rb"""["']?[ \t]*[=:][ \t]*["']?(?P<v>""" + _B64
+    + rb"{42}[AEIMQUYcgkosw048]=)(?![A-Za-z0-9+=])"
+)
+
 # Every blob starts with the encoded 4-byte length of its type name, "AAAA";
 # upper-case runs are rare in text, so that needle is the cheapest search.
 _SSH_ANCHOR = b"A" * 4
@@ -141,14 +199,34 @@ assert all(ssh_blob_prefix(k).startswith(_SSH_ANCHOR.decode()) for k in SSH_KEY_
 
 @dataclass(frozen=True)
 class Pattern:
-    """One kind's expression and the literals one of which must be present."""
+    """One kind's expression and how its candidates are found.
+
+    By default the regex runs over the data when one of the trigger literals
+    occurs in it (a fast substring search). With ``anchor_back`` it is only
+    tried at each occurrence of ``triggers[0]`` (or of a ``finder`` match)
+    minus this many bytes, for an expression with no literal prefix of its own.
+    A regex with a group named ``v`` reports that group's span as the finding.
+    """
 
     kinds: tuple[str, ...]
     regex: re.Pattern[bytes]
     triggers: tuple[bytes, ...]
-    # When set, the regex is only tried at each occurrence of triggers[0] minus
-    # this many bytes (for an expression with no literal prefix of its own).
     anchor_back: int | None = None
+    finder: re.Pattern[bytes] | None = None
+    # Where a match found at an anchor really starts (the Nix key's name).
+    start_of: Callable[[bytes, int], int] | None = None
+
+
+def _nix_name_start(data: bytes, colon: int) -> int:
+    i = colon
+    while i > 0 and colon - i < 255 and data[i - 1 : i] in _NIX_NAME_BYTES:
+        i -= 1
+    return i
+
+
+_NIX_NAME_BYTES = frozenset(
+    bytes([c]) for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+@-"
+)
 
 
 PATTERNS: tuple[Pattern, ...] = (
@@ -167,10 +245,32 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern((SSH_PUBLIC_KEY,), re.compile(_SSH_BLOB), (_SSH_ANCHOR,), anchor_back=0),
     Pattern((PRIVATE_KEY,), re.compile(_PRIVATE_KEY), (_PEM_DASHES.encode() + b"BEGIN",)),
+    Pattern(
+        (IPV6_PRIVATE, IPV6_LINK_LOCAL),
+        re.compile(_IPV6_LOCAL),
+        (b":",),
+        anchor_back=4,
+        finder=re.compile(_IPV6_LOCAL_FINDER),
+    ),
+    Pattern(
+        (NIX_CACHE_SECRET_KEY,),
+        re.compile(_NIX_SECRET),
+        (b"==",),
+        anchor_back=87,
+        finder=re.compile(_NIX_SECRET_FINDER),
+        start_of=_nix_name_start,
+    ),
+    Pattern(
+        (WIREGUARD_KEY,),
+        re.compile(_WIREGUARD),
+        (b"rivate", b"RIVATE", b"reshared", b"RESHARED"),
+    ),
 )
 
 # One expression for tools that take a single pattern (the ripgrep baseline).
-COMBINED_SOURCE: bytes = b"|".join(b"(?:" + p.regex.pattern + b")" for p in PATTERNS)
+COMBINED_SOURCE: bytes = b"|".join(
+    b"(?:" + p.regex.pattern.replace(b"(?P<v>", b"(?:") + b")" for p in PATTERNS
+)
 
 
 def _ipv4_kind(text: bytes) -> str | None:
@@ -186,6 +286,44 @@ def _ipv4_kind(text: bytes) -> str | None:
     if a == 100 and 64 <= b <= 127:
         return IPV4_TAILSCALE
     return None
+
+
+_ULA = ipaddress.IPv6Network("fc00::/7")
+_LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
+_TAILSCALE6 = ipaddress.IPv6Network(":".join(["fd7a", "115c", "a1e0", ":/48"]))
+# The blocks' own names (``fc00::``, ``fd00::``, ``fe80::``) are not addresses.
+_BLOCK_NAMES = frozenset(
+    ipaddress.IPv6Address(a) for a in ("fc00::", "fd00::", "fe80::")
+)
+
+
+def _ipv6_local_kind(text: bytes) -> str | None:
+    try:
+        addr = ipaddress.IPv6Address(text.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if addr in _BLOCK_NAMES or addr in _TAILSCALE6:
+        return None  # a block's name; or the tailscale-ipv6 kind's
+    if addr in _LINK_LOCAL:
+        return IPV6_LINK_LOCAL
+    if addr in _ULA:
+        return IPV6_PRIVATE
+    return None
+
+
+def _is_nix_secret_key(text: bytes) -> bool:
+    """``name:base64`` whose 64 bytes are an Ed25519 seed and its own public key."""
+    name, _, b64 = text.rpartition(b":")
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if not name or len(raw) != 64:
+        return False
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    public = Ed25519PrivateKey.from_private_bytes(raw[:32]).public_key().public_bytes_raw()
+    return public == raw[32:]
 
 
 def _glued_before(data: bytes, start: int) -> bool:
@@ -204,6 +342,73 @@ def confirm(pattern: Pattern, data: bytes, match: re.Match[bytes]) -> str | None
             return None
         return _ipv4_kind(match.group())
     prev = data[start - 1 : start]
+    if kind == IPV6_PRIVATE:
+        if prev.isalnum() or prev in (b":", b"_"):
+            return None
+        return _ipv6_local_kind(match.group())
+    if kind == NIX_CACHE_SECRET_KEY:
+        return kind if _is_nix_secret_key(match.group()) else None
+    if kind == WIREGUARD_KEY:
+        return kind  # the setting name in front is the context, glued or not
     if kind != PRIVATE_KEY and (prev.isalnum() or (kind == IPV6_TAILSCALE and prev == b":")):
         return None
     return kind
+
+
+ANCHOR_HITS_BEFORE_FALLBACK = 256
+
+
+def _anchor_hits(pattern: Pattern, data: bytes, pos: int) -> Iterator[int]:
+    if pattern.finder is not None:
+        for m in pattern.finder.finditer(data, pos):
+            yield m.start()
+        return
+    anchor = pattern.triggers[0]
+    hit = data.find(anchor, pos)
+    while hit != -1:
+        yield hit
+        hit = data.find(anchor, hit + 1)
+
+
+def _anchored(pattern: Pattern, data: bytes) -> Iterator[re.Match[bytes]]:
+    """Matches of ``pattern`` tried only where its anchor occurs.
+
+    Many anchor hits (a run of the literal, say) would make the Python loop
+    slow; past a few hundred, the regex's own scan takes over from there
+    (an expression with a finder filters its hits in C, so it never needs to).
+    """
+    back = pattern.anchor_back or 0
+    hits = 0
+    last_end = 0
+    for hit in _anchor_hits(pattern, data, 0):
+        hits += 1
+        if pattern.finder is None and hits > ANCHOR_HITS_BEFORE_FALLBACK:
+            yield from pattern.regex.finditer(data, max(last_end, hit - back))
+            return
+        at = hit - back
+        if at < 0:
+            continue
+        if pattern.start_of is not None:
+            at = pattern.start_of(data, at)
+        if at >= last_end:
+            m = pattern.regex.match(data, at)
+            if m is not None:
+                last_end = m.end()
+                yield m
+
+
+def candidates(data: bytes) -> Iterator[tuple[int, int, str]]:
+    """Every confirmed match in ``data``: (start, end, kind), pattern by pattern."""
+    for pattern in PATTERNS:
+        if pattern.anchor_back is not None:
+            matches: Iterator[re.Match[bytes]] = _anchored(pattern, data)
+        elif any(t in data for t in pattern.triggers):
+            matches = pattern.regex.finditer(data)
+        else:
+            continue
+        value = "v" in pattern.regex.groupindex
+        for m in matches:
+            kind = confirm(pattern, data, m)
+            if kind is not None:
+                start, end = m.span("v") if value else m.span()
+                yield start, end, kind

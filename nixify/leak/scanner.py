@@ -2,6 +2,19 @@
 
 ``scan_bytes`` is the core: for each pattern whose trigger literals occur in
 the data (a fast substring search), run its regex and confirm each candidate.
+Every byte is read: a NUL byte does not make a file exempt. Data holding a NUL
+is also searched for UTF-16 text (runs of ASCII characters each next to a NUL,
+either byte order, as a Windows tool writes a key), decoded and scanned with
+the same patterns; text without a NUL costs one extra ``memchr``.
+
+There is no size cap: a file (or a blob, see ``scan_stream``) larger than
+``WINDOW`` is read in windows that overlap by ``OVERLAP`` bytes, so memory
+stays bounded and a match across a window edge is still found whole (a
+match longer than the overlap, a base64 run of more than 64 KiB, is found
+truncated). The sops structural allowance needs a whole parsed file, so it
+applies to files up to ``WINDOW`` only: in a larger file a sops recipient is
+a finding like any other.
+
 ``scan_files`` spreads files over a process pool when there is enough to scan;
 ``tree_files`` lists what a path holds: in a git work tree the tracked files
 plus untracked files that are not ignored, elsewhere every regular file.
@@ -15,16 +28,21 @@ import hashlib
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from nixify.errors import ConfigError
-from nixify.leak.patterns import PATTERNS, Pattern, confirm
+from nixify.leak.patterns import SECRET_KINDS, candidates
 from nixify.leak.sopsrule import allowed_by_structure
 
-BINARY_SNIFF = 8192
+# Files and blobs up to this size are scanned in one piece; larger ones in
+# windows of this size that overlap by OVERLAP bytes (LEAD of them context only).
+WINDOW = 32 * 1024 * 1024
+OVERLAP = 64 * 1024
+LEAD = 256
 # Below this many bytes in total, a pool costs more than it saves.
 PARALLEL_THRESHOLD = 16 * 1024 * 1024
 
@@ -57,87 +75,121 @@ def fingerprint(match: bytes) -> str:
     return hashlib.sha256(match).hexdigest()[:12]
 
 
-def redact(match: bytes) -> str:
+def redact(match: bytes, kind: str = "") -> str:
+    """The first few characters of a match and its length; none of a secret's value.
+
+    For a secret kind only the part before a colon (a Nix key's name) may show.
+    """
     text = match.decode("utf-8", errors="replace")
     keep = 4 if len(text) > 8 else 2
+    if kind in SECRET_KINDS:
+        name = text.partition(":")[0] if ":" in text else ""
+        keep = min(keep, len(name))
     return f"{text[:keep]}…({len(text)} chars)"
 
 
-def is_binary(data: bytes) -> bool:
-    return b"\0" in data[:BINARY_SNIFF]
+# UTF-16 text: at least 7 printable ASCII characters, each with a NUL after it
+# (little-endian) or before it (big-endian). The shortest finding is 7 characters.
+_UTF16_RUN = re.compile(rb"(?:[\t\n\r\x20-\x7e]\x00){7,}|(?:\x00[\t\n\r\x20-\x7e]){7,}")
+
+# (start, end, kind, value): the value is what is redacted and fingerprinted,
+# the bytes at [start, end) except for UTF-16 text, where it is the decoded text.
+_Raw = tuple[int, int, str, bytes]
 
 
-ANCHOR_HITS_BEFORE_FALLBACK = 256
+def _utf16_raw(data: bytes) -> list[_Raw]:
+    out: list[_Raw] = []
+    for run in _UTF16_RUN.finditer(data):
+        chunk = run.group()
+        odd = 1 if chunk[0] == 0 else 0
+        text = chunk[odd::2]
+        base = run.start() + odd
+        for start, end, kind in candidates(text):
+            out.append((base + 2 * start, base + 2 * end - 1, kind, text[start:end]))
+    return out
 
 
-def _anchored(pattern: Pattern, data: bytes) -> Iterator[re.Match[bytes]]:
-    """Matches of ``pattern`` tried only where its anchor literal occurs.
+def _raw(data: bytes, path: str | None) -> list[_Raw]:
+    """Every finding's span in ``data``; structural allowances applied when ``path`` is set."""
+    direct = sorted(candidates(data))
+    if direct and path is not None:
+        direct = allowed_by_structure(path, data, direct)
+    raw = [(s, e, k, data[s:e]) for s, e, k in direct]
+    if b"\0" in data:
+        raw.extend(_utf16_raw(data))
+        raw.sort()
+    return raw
 
-    Many anchor hits (a run of the literal, say) would make the Python loop
-    slow; past a few hundred, the regex's own scan takes over from there.
-    """
-    anchor, back = pattern.triggers[0], pattern.anchor_back or 0
-    hit = data.find(anchor)
-    hits = 0
-    last_end = 0
-    while hit != -1:
-        hits += 1
-        if hits > ANCHOR_HITS_BEFORE_FALLBACK:
-            yield from pattern.regex.finditer(data, max(last_end, hit - back))
-            return
-        if hit >= back and hit - back >= last_end:
-            m = pattern.regex.match(data, hit - back)
-            if m is not None:
-                last_end = m.end()
-                yield m
-        hit = data.find(anchor, hit + 1)
+
+def _finding(path: str, line: int, column: int, kind: str, value: bytes) -> Finding:
+    return Finding(path, line, column, kind, redact(value, kind), fingerprint(value))
 
 
 def scan_bytes(data: bytes, path: str) -> list[Finding]:
     """Every finding in ``data`` (the content of ``path``), structural allowances applied."""
-    if is_binary(data):
-        return []
-    raw: list[tuple[int, int, str]] = []
-    for pattern in PATTERNS:
-        if pattern.anchor_back is not None:
-            for m in _anchored(pattern, data):
-                kind = confirm(pattern, data, m)
-                if kind is not None:
-                    raw.append((m.start(), m.end(), kind))
-            continue
-        if not any(t in data for t in pattern.triggers):
-            continue
-        for m in pattern.regex.finditer(data):
-            kind = confirm(pattern, data, m)
-            if kind is not None:
-                raw.append((m.start(), m.end(), kind))
-    if not raw:
-        return []
-    raw.sort()
-    raw = allowed_by_structure(path, data, raw)
+    raw = _raw(data, path)
     findings: list[Finding] = []
-    line, line_start, pos = 1, 0, 0
-    for start, end, kind in raw:
+    line, pos = 1, 0
+    for start, _end, kind, value in raw:
         line += data.count(b"\n", pos, start)
-        nl = data.rfind(b"\n", 0, start)
-        line_start = nl + 1
+        line_start = data.rfind(b"\n", 0, start) + 1
         pos = start
-        match = data[start:end]
-        findings.append(
-            Finding(path, line, start - line_start + 1, kind, redact(match), fingerprint(match))
-        )
+        findings.append(_finding(path, line, start - line_start + 1, kind, value))
     return findings
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def scan_stream(fh: Readable, path: str) -> list[Finding]:
+    """Every finding in what ``fh`` yields until EOF (the content of ``path``).
+
+    Up to ``WINDOW`` bytes this is ``scan_bytes``; beyond, overlapping windows
+    (see the module's doc), reading every byte with bounded memory.
+    """
+    buf = fh.read(WINDOW)
+    if len(buf) < WINDOW:
+        return scan_bytes(buf, path)
+    findings: list[Finding] = []
+    base = 0  # stream offset of buf[0]
+    accept_from = 0  # matches starting before this were an earlier window's
+    line, counted, last_nl = 1, 0, -1  # the line at stream offset ``counted``
+
+    def advance(to: int) -> None:
+        nonlocal line, counted, last_nl
+        rel = counted - base
+        line += buf.count(b"\n", rel, to)
+        nl = buf.rfind(b"\n", rel, to)
+        if nl != -1:
+            last_nl = base + nl
+        counted = base + to
+
+    while True:
+        more = fh.read(WINDOW)
+        # Matches starting in the last OVERLAP bytes are left to the next window.
+        cut = len(buf) - OVERLAP if more else len(buf)
+        for start, _end, kind, value in _raw(buf, None):
+            if base + start < accept_from or start >= cut:
+                continue
+            advance(start)
+            findings.append(_finding(path, line, counted - last_nl, kind, value))
+        if not more:
+            return findings
+        advance(cut)
+        accept_from = base + cut
+        keep = cut - LEAD  # context for look-behinds and a Nix key's name
+        buf, base = buf[keep:] + more, base + keep
 
 
 def scan_file(path: str) -> list[Finding]:
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return scan_stream(fh, path)
     except (FileNotFoundError, IsADirectoryError):
         return []
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    return scan_bytes(data, path)
 
 
 def _scan_chunk(paths: Sequence[str]) -> list[Finding]:
