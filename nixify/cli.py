@@ -21,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nixify.diff.cli",  # nixify diff
     "nixify.secrets.cli",  # nixify secrets ..., nixify ssh-to-age
     "nixify.leak.cli",  # nixify leak-scan
-    "nixify.gitgate.cli",  # nixify hooks|gate|integrate|worktree
+    "nixify.gitgate.cli",  # nixify hooks|gate|integrate|fixup|worktree
     "nixify.pipeline.cli",  # nixify status|rollback (pipeline / ledger)
     "nixify.cache.cli",  # nixify cache ...
 )
@@ -47,6 +47,7 @@ FAST_COMMANDS: dict[str, str] = {
     "hooks": "nixify.gitgate.cli",
     "gate": "nixify.gitgate.cli",
     "integrate": "nixify.gitgate.cli",
+    "fixup": "nixify.gitgate.cli",
     "worktree": "nixify.gitgate.cli",
     "status": "nixify.pipeline.cli",
     "rollback": "nixify.pipeline.cli",

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_gitgate_hooks import commit, remote, repo, run  # noqa: F401 - fixtures
+from test_gitgate_hooks import (  # noqa: F401 - fixtures
+    commit,
+    operator_key,
+    remote,
+    repo,
+    run,
+    signers,
+)
 
 SSHD = "/usr/sbin/sshd"
 HOST = "127.0.0.214"

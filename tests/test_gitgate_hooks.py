@@ -39,22 +39,58 @@ def head(repo: Path) -> str:
 
 
 def commit(repo: Path, name: str, message: str, actor: str | None = None, ok: bool = True,
-           content: str | None = None) -> subprocess.CompletedProcess[str]:
+           content: str | None = None, no_verify: bool = False,
+           sign: bool = False) -> subprocess.CompletedProcess[str]:
     (repo / name).write_text(content if content is not None else f"{name}\n")
     run(repo, "add", name)
-    return run(repo, "commit", "-q", "-m", message, actor=actor, ok=ok)
+    flags = ["--no-verify"] * no_verify + ["-S"] * sign
+    return run(repo, "commit", "-q", *flags, "-m", message, actor=actor, ok=ok)
+
+
+def make_key(directory: Path, name: str) -> Path:
+    """An ed25519 key pair without passphrase: ``directory/name`` and ``.pub``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
+                   check=True, capture_output=True)
+    return key
+
+
+def allowed_signers_line(principal: str, key: Path) -> str:
+    kind, blob = key.with_name(key.name + ".pub").read_text().split()[:2]
+    return f"{principal} {kind} {blob}\n"
+
+
+def use_key(repo: Path, key: Path, signers: Path) -> None:
+    """Git's own SSH commit signing: gpg.format ssh, the key, the allowed-signers file."""
+    run(repo, "config", "gpg.format", "ssh")
+    run(repo, "config", "user.signingkey", str(key))
+    run(repo, "config", "gpg.ssh.allowedSignersFile", str(signers))
+
+
+@pytest.fixture(scope="session")
+def operator_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_key(tmp_path_factory.mktemp("keys"), OPERATOR)
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def signers(tmp_path: Path, operator_key: Path) -> Path:
+    path = tmp_path / "allowed_signers"
+    path.write_text(allowed_signers_line(OPERATOR, operator_key))
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path, operator_key: Path, signers: Path) -> Path:
     r = tmp_path / "repo"
     r.mkdir()
     run(r, "init", "-q", "-b", "main")
     run(r, "config", "user.name", "Test")
     run(r, "config", "user.email", "test@example.invalid")
     run(r, "config", "nixify.operators", OPERATOR)
+    use_key(r, operator_key, signers)
     install_hooks(r)
-    commit(r, "README.md", "docs: start", actor=OPERATOR)
+    commit(r, "README.md", "docs: start", actor=OPERATOR, sign=True)
     return r
 
 
@@ -112,7 +148,7 @@ def test_refusal_explains_the_name_shape(repo: Path) -> None:
     run(repo, "checkout", "-q", "-b", "claude/wip")
     proc = commit(repo, "x.txt", "feat: x", ok=False)
     assert "<owner>/<type>/<topic>" in proc.stderr
-    assert "feat fix refactor docs chore ci test" in proc.stderr
+    assert "feat fix refactor docs chore ci test perf build style revert" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -178,6 +214,10 @@ def test_push_policy(repo: Path, remote: Path) -> None:
     assert proc.returncode != 0 and "deleting protected branch" in proc.stderr
     run(repo, "tag", "v1")
     assert run(repo, "push", "origin", "v1", ok=False).returncode != 0
+    # Even the operator's push to main is refused while its tip is not operator-signed.
+    proc = run(repo, "push", "origin", "HEAD:main", actor=OPERATOR, ok=False)
+    assert proc.returncode != 0 and "not signed by an operator (unsigned)" in proc.stderr
+    run(repo, "commit", "-q", "-S", "--allow-empty", "-m", "chore: sign off", actor=OPERATOR)
     run(repo, "push", "-q", "origin", "HEAD:main", actor=OPERATOR)
     assert run(remote, "rev-parse", "main").stdout == run(repo, "rev-parse", "HEAD").stdout
 
@@ -187,7 +227,8 @@ def test_push_refused_when_a_pushed_commit_leaks_even_if_later_deleted(
 ) -> None:
     run(repo, "checkout", "-q", "-b", "claude/feat/leaky")
     addr = ".".join(["192", "168", "3", "4"])
-    commit(repo, "hosts.nix", "feat: hosts", content=f'{{ nas = "{addr}"; }}\n')
+    commit(repo, "hosts.nix", "feat: hosts", content=f'{{ nas = "{addr}"; }}\n',
+           no_verify=True)  # the commit-time scan would refuse it
     commit(repo, "hosts.nix", "fix: hosts by role", content='{ nas = "nas"; }\n')
     proc = run(repo, "push", "origin", "claude/feat/leaky", ok=False)
     assert proc.returncode != 0
@@ -265,7 +306,7 @@ def test_push_honours_the_leak_allowlist(repo: Path, remote: Path) -> None:
 
     addr = ".".join(["10", "20", "30", "40"])
     run(repo, "checkout", "-q", "-b", "claude/docs/example")
-    commit(repo, "example.md", "docs: example", content=f"e.g. {addr}\n")
+    commit(repo, "example.md", "docs: example", content=f"e.g. {addr}\n", no_verify=True)
     assert run(repo, "push", "origin", "claude/docs/example", ok=False).returncode != 0
     commit(repo, ".leak-allowlist", "docs: allow the example",
            content=f"example.md private-ipv4 {fingerprint(addr.encode())} documented example\n")

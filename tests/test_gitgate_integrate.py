@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_gitgate_hooks import OPERATOR, commit, head, repo, run  # noqa: F401 - fixtures
+from test_gitgate_hooks import (  # noqa: F401 - fixtures
+    OPERATOR,
+    commit,
+    head,
+    operator_key,
+    repo,
+    run,
+    signers,
+)
 
 from nixify.cli import main
 
@@ -39,7 +47,14 @@ def test_fast_forward(
     run(repo, "checkout", "-q", "main", actor=OPERATOR)
     rc, out = integrate(repo, capsys, monkeypatch, "claude/feat/ff", "--into", operator_branch)
     assert rc == 0 and "fast-forward" in out
-    assert run(repo, "rev-parse", operator_branch).stdout.strip() == tip
+    # A straight line: one signed integration commit on top of the agent's tip.
+    new = run(repo, "rev-parse", operator_branch).stdout.strip()
+    assert run(repo, "rev-list", "--parents", "-n1", new).stdout.split()[1:] == [tip]
+    assert run(repo, "log", "-1", "--format=%G? %GS %s", new).stdout.strip() == (
+        f"G {OPERATOR} chore(integrate): claude/feat/ff into {operator_branch}")
+    assert run(repo, "rev-parse", f"{new}^{{tree}}").stdout == run(
+        repo, "rev-parse", f"{tip}^{{tree}}").stdout
+    run(repo, "verify-commit", new)
 
 
 def test_fast_forward_of_the_checked_out_branch_updates_the_work_tree(
@@ -50,8 +65,9 @@ def test_fast_forward_of_the_checked_out_branch_updates_the_work_tree(
     run(repo, "checkout", "-q", "main")
     rc, _ = integrate(repo, capsys, monkeypatch, "gemini/docs/readme")
     assert rc == 0
-    assert (repo / "g.txt").exists() and head(repo) == run(
-        repo, "rev-parse", "gemini/docs/readme").stdout.strip()
+    assert (repo / "g.txt").exists() and run(repo, "rev-parse", "HEAD~1").stdout == run(
+        repo, "rev-parse", "gemini/docs/readme").stdout
+    assert run(repo, "log", "-1", "--format=%G?").stdout.strip() == "G"
 
 
 def test_diverged_branch_refused_then_merged_by_grant(
@@ -81,6 +97,7 @@ def test_diverged_branch_refused_then_merged_by_grant(
     merged = run(repo, "rev-parse", operator_branch).stdout.strip()
     parents = run(repo, "rev-list", "--parents", "-n1", merged).stdout.split()[1:]
     assert parents == [op_tip, agent_tip]
+    assert run(repo, "log", "-1", "--format=%G? %GS", merged).stdout.strip() == f"G {OPERATOR}"
     body = run(repo, "log", "-1", "--format=%B", merged).stdout
     assert body.startswith("chore(integrate): merge claude/feat/div into operator/x")
     assert "Operator-Grant-Date: 2026-11-30T04:00:00Z" in body

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_gitgate_hooks import allowed_signers_line, make_key
 
 from nixify.gitgate.policy import gate_script_path
 
@@ -27,6 +28,13 @@ CASES = [
     (["check-subject", "docs(readme,leak): x"], {}, 0),
     (["check-subject", "ci!: drop"], {}, 0),
     (["check-subject", "test(gate) : x"], {}, 1),
+    (["check-subject", "perf(leak): faster"], {}, 0),
+    (["check-subject", "build: pin nixpkgs"], {}, 0),
+    (["check-subject", "style: wrap"], {}, 0),
+    (["check-subject", "revert: feat(x): y"], {}, 0),
+    (["check-branch", "claude/perf/x"], {}, 0),
+    (["check-name", "main"], {"NIXIFY_ACTOR": "claude"}, 0),
+    (["check-name", "mallory/feat/x"], {}, 1),
 ]
 
 
@@ -35,6 +43,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     r = tmp_path_factory.mktemp("policy")
     subprocess.run(["git", "init", "-q", str(r)], check=True)
     subprocess.run(["git", "-C", str(r), "config", "nixify.operators", "op"], check=True)
+    # "op" is proven by an SSH signing key listed for op in the allowed-signers file.
+    key = make_key(r.parent / f"{r.name}-keys", "op")
+    signers = r.parent / f"{r.name}-keys" / "allowed_signers"
+    signers.write_text(allowed_signers_line("op", key))
+    for k, v in (("gpg.format", "ssh"), ("user.signingkey", str(key)),
+                 ("gpg.ssh.allowedSignersFile", str(signers))):
+        subprocess.run(["git", "-C", str(r), "config", k, v], check=True)
     return r
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_gitgate_hooks import OPERATOR, commit, head, repo, run  # noqa: F401 - fixtures
+from test_gitgate_hooks import (  # noqa: F401 - fixtures
+    OPERATOR,
+    commit,
+    head,
+    operator_key,
+    repo,
+    run,
+    signers,
+)
 
 from nixify.cli import main
 

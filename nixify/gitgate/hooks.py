@@ -1,4 +1,4 @@
-"""``nixify hooks install``: native git hooks that call the single gate.
+"""``nixify hooks install|uninstall``: native git hooks that call the single gate.
 
 Writes ``nixify-gate`` (the policy script) and three thin hooks (pre-commit,
 commit-msg, pre-push) into the repository's hooks directory (``git rev-parse
@@ -6,6 +6,12 @@ commit-msg, pre-push) into the repository's hooks directory (``git rev-parse
 Each hook carries a marker line; a hook with the marker is nixify's and is
 rewritten in place (idempotent), a hook without it is foreign and is only
 replaced with ``--force``, after being kept as ``<hook>.pre-nixify``.
+
+``--server DIR`` installs the backstop instead: a ``pre-receive`` hook in the
+bare repository DIR that runs ``nixify gate pre-receive`` (the checks of
+``nixify gate verify`` for every updated ref), calling the nixify that
+installed it by absolute path. ``uninstall`` removes only files carrying the
+marker and puts a kept ``.pre-nixify`` hook back in its place.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from nixify.gitgate.policy import GATE_SCRIPT_NAME, gate_script_text
 
 MARKER = "# managed-by: nixify hooks install"
 HOOKS: tuple[str, ...] = ("pre-commit", "commit-msg", "pre-push")
+SERVER_HOOKS: tuple[str, ...] = ("pre-receive",)
 
 
 def default_nixify_cmd() -> str:
@@ -36,7 +43,13 @@ def hook_text(hook: str, nixify_cmd: str) -> str:
         "# The policy lives in nixify-gate beside this file; re-run `nixify hooks install`",
         "# to update. Bypassing it (--no-verify) is not part of the workflow.",
     ]
-    if hook == "pre-push":
+    if hook == "pre-receive":
+        lines += [
+            "# Server side: the backstop --no-verify cannot skip (nixify gate pre-receive).",
+            f"exec {nixify_cmd} gate pre-receive",
+        ]
+        return "\n".join(lines) + "\n"
+    if hook in ("pre-push", "pre-commit"):
         lines += [f"NIXIFY_CMD={shlex.quote(nixify_cmd)}", "export NIXIFY_CMD"]
     lines.append(f'exec sh "${{0%/*}}/{GATE_SCRIPT_NAME}" {hook} "$@"')
     return "\n".join(lines) + "\n"
@@ -61,14 +74,24 @@ def _write(path: Path, text: str) -> None:
 
 
 def install_hooks(
-    repo: Path, *, force: bool = False, nixify_cmd: str | None = None
+    repo: Path, *, force: bool = False, nixify_cmd: str | None = None, server: bool = False
 ) -> list[HookAction]:
-    """Install (or update) the gate's hooks; refuse foreign hooks unless ``force``."""
+    """Install (or update) the gate's hooks; refuse foreign hooks unless ``force``.
+
+    ``server``: ``repo`` is a bare repository; install the pre-receive backstop only.
+    """
+    if server and git(repo, "rev-parse", "--is-bare-repository") != "true":
+        raise ConfigError(f"{repo}: not a bare repository (--server installs pre-receive "
+                          "into the repository that receives pushes)")
     directory = hooks_dir(repo)
     directory.mkdir(parents=True, exist_ok=True)
     cmd = nixify_cmd or default_nixify_cmd()
-    wanted = {GATE_SCRIPT_NAME: gate_script_text()}
-    wanted.update({h: hook_text(h, cmd) for h in HOOKS})
+    wanted: dict[str, str] = {}
+    if server:
+        wanted.update({h: hook_text(h, cmd) for h in SERVER_HOOKS})
+    else:
+        wanted[GATE_SCRIPT_NAME] = gate_script_text()
+        wanted.update({h: hook_text(h, cmd) for h in HOOKS})
     foreign = [
         directory / name
         for name in wanted
@@ -104,4 +127,25 @@ def install_hooks(
             continue
         _write(path, text)
         actions.append(HookAction(path, "updated"))
+    return actions
+
+
+def uninstall_hooks(repo: Path) -> list[HookAction]:
+    """Remove nixify's hooks (marker line) only; restore a kept ``.pre-nixify`` hook."""
+    directory = hooks_dir(repo)
+    actions: list[HookAction] = []
+    for name in (GATE_SCRIPT_NAME, *HOOKS, *SERVER_HOOKS):
+        path = directory / name
+        if not path.is_file():
+            continue
+        if MARKER not in path.read_text(errors="replace"):
+            actions.append(HookAction(path, "kept (not nixify's)"))
+            continue
+        path.unlink()
+        backup = path.with_name(name + ".pre-nixify")
+        if backup.is_file():
+            backup.replace(path)
+            actions.append(HookAction(path, f"removed; restored {backup.name}"))
+        else:
+            actions.append(HookAction(path, "removed"))
     return actions

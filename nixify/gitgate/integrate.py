@@ -1,14 +1,26 @@
 """``nixify integrate``: the operator moves a proposal onto an operator branch.
 
-Fast-forward only. When the target is an ancestor of the branch, the target
-ref moves to the branch's tip (``git merge --ff-only`` when the target is
-checked out here, a compare-and-swap ``update-ref`` when it is checked out
-nowhere). Otherwise the integration is refused, unless an explicit operator
-grant is given: then a merge commit is made (``git merge-tree`` and
-``commit-tree``, so no work tree is touched until the ref moves) whose body
+Fast-forward only, and signed. When the target is an ancestor of the branch,
+the target moves to the branch's tip plus one signed integration commit on top
+(``chore(integrate): BRANCH into TARGET``: the branch's tree, the branch's tip
+as its only parent, so history stays a straight line), made with ``git
+commit-tree -S`` and the operator's SSH signing key. The operator's signature
+on it covers the agents' commits it brings (by hash); they need no signature
+of their own. The ref moves by ``git merge --ff-only`` when the target is
+checked out here, by a compare-and-swap ``update-ref`` when it is checked out
+nowhere. A diverged branch is refused, unless an explicit operator grant is
+given: then a signed merge commit is made (``git merge-tree`` and
+``commit-tree -S``, so no work tree is touched until the ref moves) whose body
 records the grant's date, its exact wording (quoted, verbatim), its scope and
-the operator. Only the operator integrates; the branch must follow the naming
-policy; conflicts refuse the merge and change nothing.
+the operator.
+
+Only the operator integrates: the actor must be proven by key (see
+``gate.sh``: a signing key listed for the operator in the allowed-signers
+file, usable here), and the new commit's signature is checked before any ref
+moves. The branch must follow the naming policy, and its chain must be clean:
+no ``fixup!``/``squash!``/``amend!`` commits (fold them in first: ``nixify
+fixup``), conventional messages, no leaks. Conflicts refuse the merge and
+change nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +32,15 @@ from pathlib import Path
 from nixify.errors import ConfigError
 from nixify.gitgate.git import GitError, current_branch, git, git_ok
 from nixify.gitgate.policy import actor_role, run_gate
+from nixify.gitgate.verify import (
+    commits_of,
+    fixup_commits,
+    is_operator_signer,
+    leak_problems,
+    operator_names,
+    signatures,
+    subject_problems,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,64 @@ def merge_message(branch: str, into: str, branch_sha: str, into_sha: str, grant:
     )
 
 
+def integration_message(branch: str, into: str, branch_sha: str, into_sha: str, count: int,
+                        operator: str) -> str:
+    return (
+        f"chore(integrate): {branch} into {into}\n\n"
+        f"Fast-forward integration of {branch} ({count} commit(s), tip {branch_sha[:12]}) "
+        f"into {into} (was {into_sha[:12]}); this commit carries the operator's signature "
+        "for the chain it brings.\n\n"
+        f"Integrated-Branch: {branch}\n"
+        f"Integrated-Tip: {branch_sha}\n"
+        f"Integrated-Into: {into}\n"
+        f"Integrated-By: {operator}\n"
+    )
+
+
+def _check_chain(repo: Path, branch: str, into: str, base: str, tip: str) -> int:
+    """Refuse a chain that is not ready: fixup commits, bad messages, leaks."""
+    chain = commits_of(repo, [tip, f"^{base}"])
+    if not chain:
+        raise ConfigError(f"{repo}: {branch} adds nothing to {into}; nothing to integrate")
+    fixups = fixup_commits(chain)
+    if fixups:
+        named = ", ".join(f"{c.sha[:10]} {c.subject!r}" for c in fixups)
+        raise ConfigError(
+            f"{repo}: {branch} still holds fixup!/squash!/amend! commit(s): {named}; fold "
+            f"them into the commits they fix first (on {branch}: nixify fixup COMMIT, or "
+            f"git rebase -i --autosquash {into}); refused"
+        )
+    problems = subject_problems(repo, chain) + leak_problems(repo, chain, tip)
+    if problems:
+        raise ConfigError(
+            f"{repo}: {branch} is not ready to integrate; refused:\n"
+            + "\n".join(f"  {p.render()}" for p in problems)
+        )
+    return len(chain)
+
+
+def _signed_commit(repo: Path, tree: str, parents: list[str], message: str,
+                   actor: str) -> str:
+    args = ["commit-tree", "-S", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    try:
+        new = git(repo, *args, stdin=message)
+    except GitError as exc:
+        raise ConfigError(
+            f"{repo}: could not sign the integration commit with the operator's key "
+            f"(git config user.signingkey, gpg.format ssh): {exc}; nothing changed"
+        ) from exc
+    status, signer = signatures(repo, [new]).get(new, ("E", ""))
+    if status != "G" or not is_operator_signer(signer, operator_names(repo)):
+        raise ConfigError(
+            f"{repo}: the integration commit's signature does not verify as {actor}'s "
+            f"(git verify-commit {new[:12]}: status {status}, signer {signer or 'none'}); "
+            "nothing changed"
+        )
+    return new
+
+
 def integrate(
     repo: Path,
     branch: str,
@@ -72,11 +151,13 @@ def integrate(
     grant_date: str | None = None,
     grant_scope: str | None = None,
 ) -> Integration:
-    role, actor = actor_role(repo)
+    role, actor, why = actor_role(repo)
     if role != "operator":
+        detail = f": {why}" if why else (
+            " (set NIXIFY_ACTOR or git config nixify.actor to a name in nixify.operators)")
         raise ConfigError(
-            f"{repo}: integrate is operator-only; actor {actor or '(unnamed)'} is not in "
-            "git config nixify.operators (set NIXIFY_ACTOR or git config nixify.actor)"
+            f"{repo}: integrate is operator-only, and actor {actor or '(unnamed)'} is not "
+            f"proven an operator by key{detail}"
         )
     refusal = run_gate(repo, "check-branch", branch)
     if not git_ok(repo, "rev-parse", "--verify", "-q", f"refs/heads/{branch}"):
@@ -96,8 +177,11 @@ def integrate(
     if here and git(repo, "status", "--porcelain", "--untracked-files=no"):
         raise ConfigError(f"{repo}: work tree has uncommitted changes; commit or clean first")
     if git_ok(repo, "merge-base", "--is-ancestor", into_sha, branch_sha):
-        _advance(repo, into, into_sha, branch_sha, here, f"integrate {branch}: fast-forward")
-        return Integration(branch, into, into_sha, branch_sha, True)
+        count = _check_chain(repo, branch, into, into_sha, branch_sha)
+        message = integration_message(branch, into, branch_sha, into_sha, count, actor)
+        new = _signed_commit(repo, f"{branch_sha}^{{tree}}", [branch_sha], message, actor)
+        _advance(repo, into, into_sha, new, here, f"integrate {branch}: fast-forward, signed")
+        return Integration(branch, into, into_sha, new, True)
     if grant_wording is None or not grant_wording.strip():
         raise ConfigError(
             f"{repo}: {branch} has diverged from {into} (not a fast-forward); refused. "
@@ -109,6 +193,8 @@ def integrate(
         date=grant_date or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         scope=grant_scope or f"non-fast-forward merge of {branch} into {into}, this merge only",
     )
+    base = git(repo, "merge-base", into_sha, branch_sha, check=False).strip()
+    _check_chain(repo, branch, into, base or into_sha, branch_sha)
     proc_tree = git(repo, "merge-tree", "--write-tree", into_sha, branch_sha, check=False)
     tree = proc_tree.splitlines()[0].strip() if proc_tree else ""
     if not git_ok(repo, "merge-tree", "--write-tree", into_sha, branch_sha):
@@ -117,7 +203,7 @@ def integrate(
             f"{repo}: merging {branch} into {into} conflicts ({conflicts}); nothing changed"
         )
     message = merge_message(branch, into, branch_sha, into_sha, grant, actor)
-    new = git(repo, "commit-tree", tree, "-p", into_sha, "-p", branch_sha, stdin=message)
+    new = _signed_commit(repo, tree, [into_sha, branch_sha], message, actor)
     _advance(repo, into, into_sha, new, here, f"integrate {branch}: merge by operator grant")
     return Integration(branch, into, into_sha, new, False)
 

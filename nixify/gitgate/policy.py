@@ -36,8 +36,9 @@ def branch_refusal(repo: Path, branch: str) -> str | None:
     return None if proc.returncode == 0 else proc.stderr.strip()
 
 
-def actor_role(repo: Path) -> tuple[str, str]:
-    """("operator"|"agent", actor name or "") as the gate decides it."""
+def actor_role(repo: Path) -> tuple[str, str, str]:
+    """("operator"|"agent", actor name or "", why a named operator is not proven)."""
     proc = run_gate(repo, "role")
     role, _, name = proc.stdout.strip().partition(" ")
-    return (role if role in ("operator", "agent") else "agent"), name
+    why = proc.stderr.strip().removeprefix("nixify-gate: ")
+    return (role if role in ("operator", "agent") else "agent"), name, why

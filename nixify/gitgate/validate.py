@@ -142,6 +142,28 @@ def leak_gate(repo: Path, updates: list[RefUpdate], remote: str) -> bool:
     return True
 
 
+def protected_gate(repo: Path, updates: list[RefUpdate], remote: str) -> bool:
+    """A push to a protected branch must already meet the server's rules: forward
+    only, operator-signed tip and merges, no fixup commits (see ``verify``)."""
+    from nixify.gitgate.verify import protected_names, protected_problems
+
+    heads = {
+        u.remote_ref.removeprefix("refs/heads/"): u
+        for u in updates
+        if u.remote_ref.startswith("refs/heads/") and u.local_sha != ZERO
+    }
+    ok = True
+    for name in sorted(protected_names(repo, heads)):
+        u = heads[name]
+        revs = [u.local_sha, "--not"]
+        if remote and git_ok(repo, "config", "--get", f"remote.{remote}.url"):
+            revs.append(f"--remotes={remote}")
+        for p in protected_problems(repo, name, u.remote_sha, u.local_sha, revs):
+            say(f"refused: {name}: {p.render()}")
+            ok = False
+    return ok
+
+
 def _run_local(repo: Path, sha: str, checks: list[str]) -> bool:
     with tempfile.TemporaryDirectory(prefix="nixify-gate-") as tmp:
         archive = subprocess.run(
@@ -198,6 +220,8 @@ def validate(repo: Path, updates_text: str, remote: str = "") -> int:
     repo = toplevel(repo)
     updates = parse_updates(updates_text)
     if not leak_gate(repo, updates, remote):
+        return 1
+    if not protected_gate(repo, updates, remote):
         return 1
     checks = config_all(repo, "nixify.check")
     tips = sorted({u.local_sha for u in updates if u.local_sha != ZERO})
