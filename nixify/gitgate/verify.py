@@ -223,10 +223,13 @@ def _load_allowlist_bytes(data: bytes, repo: Path) -> object:
 
 
 def _allowed(allowlist: object | None, finding: Finding) -> bool:
+    """Whether the allowlist names ``finding``; its path is relative to the repository's
+    root (a finding with a commit is matched by that path, not the file system's)."""
     if allowlist is None:
         return False
     allows = getattr(allowlist, "allows", None)
-    return bool(allows(finding)) if callable(allows) else False
+    as_committed = dataclasses.replace(finding, commit=finding.commit or "index")
+    return bool(allows(as_committed)) if callable(allows) else False
 
 
 def scan_blobs(repo: Path, items: list[tuple[str, str]], allowlist: object | None,
