@@ -43,7 +43,7 @@ def server(tmp_path: Path, repo: Path, signers: Path) -> Path:  # noqa: F811
     return bare
 
 
-def tip(repo: Path, ref: str) -> str:
+def tip(repo: Path, ref: str) -> str:  # noqa: F811
     return run(repo, "rev-parse", ref).stdout.strip()
 
 

@@ -26,7 +26,7 @@ def nixify(*args: str, cwd: Path, actor: str | None = None) -> subprocess.Comple
                           env=env_for(actor))
 
 
-def subjects(repo: Path, rng: str) -> list[str]:
+def subjects(repo: Path, rng: str) -> list[str]:  # noqa: F811
     return run(repo, "log", "--reverse", "--format=%s", rng).stdout.splitlines()
 
 

@@ -30,7 +30,9 @@ NIXIFY = str(Path(sys.executable).with_name("nixify"))
 NO_AGENT = {"SSH_AUTH_SOCK": "/nonexistent/agent.sock"}
 
 
-def commit_on_main(repo: Path, name: str, **extra: str) -> subprocess.CompletedProcess[str]:
+def commit_on_main(
+    repo: Path, name: str, **extra: str  # noqa: F811
+) -> subprocess.CompletedProcess[str]:
     (repo / name).write_text(name + "\n")
     run(repo, "add", name)
     return run(repo, "commit", "-q", "-m", f"chore: {name}", actor=OPERATOR, ok=False, **extra)
