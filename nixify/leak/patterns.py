@@ -186,10 +186,14 @@ _NIX_SECRET_FINDER = rb"==(?<=:" + _B64 + rb"{86}==)(?![A-Za-z0-9+=])"
 # WireGuard: 32 bytes are 43 characters and "=", the last one with its two low
 # bits zero. The key is the match's "v" group; the setting name is context.
 _WG_NAME = rb"(?:[Pp]rivate|PRIVATE|[Pp]reshared|PRESHARED)[_-]?(?:[Kk]ey|KEY)"
+_WG_KEY = _B64 + rb"{42}[AEIMQUYcgkosw048]="
 _WIREGUARD = (
-    _WG_NAME + rb"""["']?[ \t]*[=:][ \t]*["']?(?P<v>""" + _B64
-    + rb"{42}[AEIMQUYcgkosw048]=)(?![A-Za-z0-9+=])"
+    _WG_NAME + rb"""["']?[ \t]*[=:][ \t]*["']?(?P<v>""" + _WG_KEY + rb")(?![A-Za-z0-9+=])"
 )
+# The finder looks for the padding "=" with a key's 43 characters behind it
+# (one search for a common byte, checked in C); the name is found backwards.
+_WIREGUARD_FINDER = rb"=(?<=[^A-Za-z0-9+/]" + _WG_KEY + rb")(?![A-Za-z0-9+=])"
+_WG_NAME_AT_END = re.compile(_WG_NAME + rb"""["']?\Z""")
 
 # Every blob starts with the encoded 4-byte length of its type name, "AAAA";
 # upper-case runs are rare in text, so that needle is the cheapest search.
@@ -225,6 +229,22 @@ def _nix_name_start(data: bytes, colon: int) -> int:
     while i > 0 and colon - i < 255 and data[i - 1 : i] in _NIX_NAME_BYTES:
         i -= 1
     return i
+
+
+def _wireguard_name_start(data: bytes, key: int) -> int:
+    """Where the setting name before the key at ``key`` starts (``key`` if there is none)."""
+    i = key
+    if data[i - 1 : i] in (b'"', b"'"):
+        i -= 1
+    while data[i - 1 : i] in (b" ", b"\t"):
+        i -= 1
+    if data[i - 1 : i] not in (b"=", b":"):
+        return key
+    i -= 1
+    while data[i - 1 : i] in (b" ", b"\t"):
+        i -= 1
+    m = _WG_NAME_AT_END.search(data, max(0, i - 16), i)
+    return m.start() if m is not None else key
 
 
 _NIX_NAME_BYTES = frozenset(
@@ -267,7 +287,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         (WIREGUARD_KEY,),
         re.compile(_WIREGUARD),
-        (b"rivate", b"RIVATE", b"reshared", b"RESHARED"),
+        (b"=",),
+        anchor_back=43,
+        finder=re.compile(_WIREGUARD_FINDER),
+        start_of=_wireguard_name_start,
     ),
 )
 
