@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from test_gitgate_hooks import (  # noqa: F401 - fixtures
     OPERATOR,
     allowed_signers_line,
@@ -163,8 +162,7 @@ def test_help_lists_fixup() -> None:
     assert proc.returncode == 0 and "fixup" in proc.stdout
 
 
-@pytest.mark.parametrize("server", [False, True])
-def test_server_install_needs_a_bare_repository(repo: Path, server: bool) -> None:  # noqa: F811
+def test_server_install_needs_a_bare_repository(repo: Path) -> None:  # noqa: F811
     proc = subprocess.run([NIXIFY, "hooks", "install", "--server", str(repo)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "not a bare repository" in proc.stderr
