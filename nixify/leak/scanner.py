@@ -89,8 +89,13 @@ def redact(match: bytes, kind: str = "") -> str:
 
 
 # UTF-16 text: at least 7 printable ASCII characters, each with a NUL after it
-# (little-endian) or before it (big-endian). The shortest finding is 7 characters.
-_UTF16_RUN = re.compile(rb"(?:[\t\n\r\x20-\x7e]\x00){7,}|(?:\x00[\t\n\r\x20-\x7e]){7,}")
+# (little-endian) or before it (big-endian); the shortest finding is 7
+# characters. Found without a per-byte regex: split the data into its even and
+# odd bytes, find runs of NULs in one half, and printable runs in the other
+# half at the same places.
+_MIN_UTF16 = 7
+_NUL_RUN = re.compile(rb"\x00{%d,}" % (_MIN_UTF16 - 1))
+_PRINTABLE_RUN = re.compile(rb"[\t\n\r\x20-\x7e]{%d,}" % _MIN_UTF16)
 
 # (start, end, kind, value): the value is what is redacted and fingerprinted,
 # the bytes at [start, end) except for UTF-16 text, where it is the decoded text.
@@ -98,15 +103,20 @@ _Raw = tuple[int, int, str, bytes]
 
 
 def _utf16_raw(data: bytes) -> list[_Raw]:
-    out: list[_Raw] = []
-    for run in _UTF16_RUN.finditer(data):
-        chunk = run.group()
-        odd = 1 if chunk[0] == 0 else 0
-        text = chunk[odd::2]
-        base = run.start() + odd
-        for start, end, kind in candidates(text):
-            out.append((base + 2 * start, base + 2 * end - 1, kind, text[start:end]))
-    return out
+    found: set[_Raw] = set()
+    for par in (0, 1):  # the characters' byte parity; the NULs are in the other half
+        chars, nuls = data[par::2], data[1 - par :: 2]
+        for run in _NUL_RUN.finditer(nuls):
+            # A little-endian run at an odd offset has its NULs one slot later.
+            lo, hi = max(run.start() - 1, 0), run.end() + 1
+            if chars.count(0, lo, hi) >= hi - lo - 1:
+                continue  # NULs in both halves: padding, not text
+            for text_run in _PRINTABLE_RUN.finditer(chars, lo, hi):
+                text, at = text_run.group(), text_run.start()
+                for start, end, kind in candidates(text):
+                    first = par + 2 * (at + start)
+                    found.add((first, first + 2 * (end - start) - 1, kind, text[start:end]))
+    return sorted(found)
 
 
 def _raw(data: bytes, path: str | None) -> list[_Raw]:
