@@ -12,7 +12,18 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from nixify.secrets.tree import Branch, Comment, Item, Node, Scalar, Timestamp
+from nixify.secrets.tree import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    Branch,
+    Comment,
+    Item,
+    Node,
+    Scalar,
+    Step,
+    Timestamp,
+    show_path,
+)
 from nixify.secrets.yamlio import go_format_float_f
 
 
@@ -20,16 +31,29 @@ class JsonFormatError(ValueError):
     """JSON that sops cannot hold (not an object at the top, bad syntax)."""
 
 
-def _convert(value: Any) -> Node:
+def _convert(value: Any, where: str, trail: list[Step], depth: int = 0) -> Node:
+    if isinstance(value, (_Pairs, list)) and depth >= MAX_DEPTH:
+        shown = trail[:6]
+        raise JsonFormatError(
+            f"{where}: {show_path(shown)}{'...' if shown != trail else ''}: "
+            f"nested deeper than {MAX_DEPTH} levels"
+        )
     if isinstance(value, _Pairs):
-        return Branch([(k, _convert(v)) for k, v in value.pairs])
+        seen: set[str] = set()
+        entries: list[tuple[str, Node] | Comment] = []
+        for k, v in value.pairs:
+            if k in seen:
+                raise JsonFormatError(f"{where}: {show_path([*trail, k])}: key given twice")
+            seen.add(k)
+            entries.append((k, _convert(v, where, [*trail, k], depth + 1)))
+        return Branch(entries)
     if isinstance(value, list):
-        return [_convert(v) for v in value]
+        return [_convert(v, where, [*trail, i], depth + 1) for i, v in enumerate(value)]
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, (int, float)):
         return float(value)
-    raise JsonFormatError(f"unsupported JSON value {value!r}")
+    raise JsonFormatError(f"{where}: {show_path(trail)}: unsupported JSON value {value!r}")
 
 
 class _Pairs:
@@ -37,15 +61,32 @@ class _Pairs:
         self.pairs = pairs
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def load(text: str, where: str = "<json>") -> Branch:
-    """The JSON object in ``text`` as a Branch; numbers become floats, as in sops."""
+    """The JSON object in ``text`` as a Branch; numbers become floats, as in sops.
+
+    Stricter than sops: a key given twice, ``NaN``/``Infinity``, nesting deeper
+    than ``MAX_DEPTH`` and text over ``MAX_BYTES`` are refused (messages name the
+    key path where there is one)."""
+    if len(text) > MAX_BYTES:
+        raise JsonFormatError(
+            f"{where}: {len(text)} characters, larger than the {MAX_BYTES}-byte limit "
+            "for a sops file"
+        )
     try:
-        data = json.loads(text, object_pairs_hook=_Pairs, parse_int=float)
-    except json.JSONDecodeError as exc:
+        data = json.loads(
+            text, object_pairs_hook=_Pairs, parse_int=float, parse_constant=_no_constant
+        )
+    except RecursionError:
+        raise JsonFormatError(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
         raise JsonFormatError(f"{where}: invalid JSON: {exc}") from exc
     if not isinstance(data, _Pairs):
         raise JsonFormatError(f"{where}: the document must be a JSON object")
-    tree = _convert(data)
+    tree = _convert(data, where, [])
     assert isinstance(tree, Branch)
     return tree
 

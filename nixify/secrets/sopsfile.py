@@ -33,7 +33,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nixify.errors import ConfigError
 from nixify.secrets import jsonio, yamlio
-from nixify.secrets.tree import Branch, Comment, Node, Scalar, Timestamp, map_leaves
+from nixify.secrets.tree import (
+    MAX_BYTES,
+    Branch,
+    Comment,
+    Node,
+    Scalar,
+    Step,
+    Timestamp,
+    aad_path,
+    show_path,
+    walk_leaves,
+)
 
 Format = Literal["yaml", "json"]
 ARMOR_BEGIN = "-----BEGIN AGE ENCRYPTED FILE-----"
@@ -41,6 +52,44 @@ ARMOR_END = "-----END AGE ENCRYPTED FILE-----"
 SOPS_VERSION = "3.11.0"
 DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted"
 UNSUPPORTED_SUFFIXES = {".env": "dotenv", ".ini": "INI", ".bin": "binary"}
+# sops starts a mac_only_encrypted file's MAC with these 32 bytes (SHA-256 of "sops"), so
+# that the flag cannot be added or removed without the MAC noticing.
+MAC_ONLY_ENCRYPTED_INIT = hashlib.sha256(b"sops").digest()
+AGE_HEADER = b"age-encryption.org/v1\n"
+RULE_FIELDS = (
+    "unencrypted_suffix",
+    "encrypted_suffix",
+    "unencrypted_regex",
+    "encrypted_regex",
+    "unencrypted_comment_regex",
+    "encrypted_comment_regex",
+)
+# Key sources sops knows and nixify does not manage (it keys files to age recipients only).
+OTHER_KEY_SOURCES = (
+    "pgp",
+    "kms",
+    "gcp_kms",
+    "azure_kv",
+    "hc_vault",
+    "key_groups",
+    "shamir_threshold",
+)
+METADATA_FIELDS = frozenset(
+    {
+        "age",
+        "lastmodified",
+        "mac",
+        "version",
+        "mac_only_encrypted",
+        *RULE_FIELDS,
+        *OTHER_KEY_SOURCES,
+    }
+)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+_GO_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
 _ENC = re.compile(r"^ENC\[AES256_GCM,data:([^,]*),iv:([^,]*),tag:([^,]*),type:([a-z]+)\]$")
 
 
@@ -141,7 +190,9 @@ def decrypt_value(enc: str, key: bytes, aad: str) -> Scalar | Comment:
     if kind == "float":
         return float(text)
     if kind == "bool":
-        return text == "True"
+        if text not in _GO_BOOLS:
+            raise ValueError("type:bool holds something that is not a boolean")
+        return _GO_BOOLS[text]
     if kind == "time":
         return Timestamp(text)
     if kind == "bytes":
@@ -181,15 +232,9 @@ class EncryptionRules:
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> EncryptionRules:
-        has_rule = any(
-            meta.get(k)
-            for k in (
-                "unencrypted_suffix",
-                "encrypted_suffix",
-                "unencrypted_regex",
-                "encrypted_regex",
-            )
-        )
+        """The rules of a file's (already checked) metadata: at most one rule; none
+        means the default ``_unencrypted`` suffix, as sops reads it."""
+        has_rule = any(meta.get(k) for k in RULE_FIELDS)
         return cls(
             unencrypted_suffix=meta.get("unencrypted_suffix")
             or (None if has_rule else DEFAULT_UNENCRYPTED_SUFFIX),
@@ -198,19 +243,12 @@ class EncryptionRules:
             encrypted_regex=meta.get("encrypted_regex") or None,
             unencrypted_comment_regex=meta.get("unencrypted_comment_regex") or None,
             encrypted_comment_regex=meta.get("encrypted_comment_regex") or None,
-            mac_only_encrypted=bool(meta.get("mac_only_encrypted", False)),
+            mac_only_encrypted=meta.get("mac_only_encrypted") is True,
         )
 
     def metadata_fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name in (
-            "unencrypted_suffix",
-            "encrypted_suffix",
-            "unencrypted_regex",
-            "encrypted_regex",
-            "unencrypted_comment_regex",
-            "encrypted_comment_regex",
-        ):
+        for name in RULE_FIELDS:
             value = getattr(self, name)
             if value:
                 out[name] = value
@@ -218,9 +256,16 @@ class EncryptionRules:
             out["mac_only_encrypted"] = True
         return out
 
-    def encrypts(self, value: Scalar | Comment, path: Sequence[str]) -> bool:
-        """Whether sops encrypts this leaf: key-path rules for every leaf (a comment's
-        path is its parent's), then the comment regexes for comments."""
+    def should_encrypt(
+        self, path: Sequence[str], comments: Sequence[Sequence[str]], is_comment: bool
+    ) -> bool:
+        """Whether sops encrypts a leaf at ``path`` (a comment's path is its parent's).
+
+        ``comments`` is sops's comment stack: per enclosing collection, the comments
+        since its last non-comment entry (the leaf itself last, when it is one).
+        The comment regexes match against it, so a marker comment decides for what
+        follows it; the marker itself stays in the clear.
+        """
         encrypted = True
         if self.unencrypted_suffix and any(k.endswith(self.unencrypted_suffix) for k in path):
             encrypted = False
@@ -230,13 +275,19 @@ class EncryptionRules:
             encrypted = False
         if self.encrypted_regex:
             encrypted = any(re.search(self.encrypted_regex, k) for k in path)
-        if isinstance(value, Comment):
-            if self.unencrypted_comment_regex and re.search(
-                self.unencrypted_comment_regex, value.text
-            ):
-                encrypted = False
-            if self.encrypted_comment_regex:
-                encrypted = re.search(self.encrypted_comment_regex, value.text) is not None
+        if self.unencrypted_comment_regex and any(
+            re.search(self.unencrypted_comment_regex, c) for level in comments for c in level
+        ):
+            encrypted = False
+        if self.encrypted_comment_regex:
+            encrypted = False
+            last = len(comments) - 1
+            for i, level in enumerate(comments):
+                for j, c in enumerate(level):
+                    if is_comment and i == last and j == len(level) - 1:
+                        continue  # the marker line itself
+                    if re.search(self.encrypted_comment_regex, c):
+                        return True
         return encrypted
 
 
@@ -270,15 +321,22 @@ class SopsFile:
                 "(YAML and JSON only); keep this secret as .yaml or .json"
             )
         try:
-            text = p.read_text()
+            with p.open("rb") as f:
+                data = f.read(MAX_BYTES + 1)
         except OSError as exc:
             raise SopsError(f"{p}: cannot read: {exc.strerror}") from exc
+        if len(data) > MAX_BYTES:
+            raise SopsError(f"{p}: larger than the {MAX_BYTES}-byte limit for a sops file")
+        try:
+            text = data.decode()
         except UnicodeDecodeError as exc:
             raise SopsError(f"{p}: not UTF-8 text") from exc
         return cls.parse(text, format_of(p), str(p))
 
     @classmethod
     def parse(cls, text: str, fmt: Format, where: str) -> SopsFile:
+        """The file's structure, checked as strictly as sops reads it or more (see
+        ``yamlio.compose``, ``jsonio.load``, ``_check_metadata``); no key needed."""
         root: yaml.Node | None = None
         try:
             if fmt == "yaml":
@@ -291,22 +349,9 @@ class SopsFile:
         if not isinstance(sops_node, Branch):
             raise SopsError(f"{where}: not a sops file (no `sops` metadata mapping)")
         tree = Branch([e for e in full.entries if isinstance(e, Comment) or e[0] != "sops"])
+        age = _check_metadata(sops_node, where)
         metadata = _plain(sops_node)
         assert isinstance(metadata, dict)
-        if metadata.get("key_groups"):
-            raise SopsError(f"{where}: sops.key_groups (Shamir groups) are not supported")
-        age: list[AgeStanza] = []
-        for i, entry in enumerate(metadata.get("age") or []):
-            if (
-                not isinstance(entry, dict)
-                or not isinstance(entry.get("recipient"), str)
-                or not isinstance(entry.get("enc"), str)
-            ):
-                raise SopsError(f"{where}: sops.age[{i}] lacks recipient/enc")
-            age.append(AgeStanza(entry["recipient"], entry["enc"]))
-        for name in ("mac", "lastmodified"):
-            if not isinstance(metadata.get(name), str):
-                raise SopsError(f"{where}: sops.{name} missing")
         return cls(where, fmt, text, tree, metadata, age, root)
 
     @property
@@ -322,19 +367,17 @@ class SopsFile:
         ids = list(identities)
         if not ids:
             raise SopsError(f"{self.where}: no age identity to decrypt with")
-        for stanza in self.age:
+        for i, stanza in enumerate(self.age):
             try:
                 sealed = dearmor(stanza.enc)
             except (ValueError, binascii.Error) as exc:
-                raise SopsError(
-                    f"{self.where}: sops.age enc for {stanza.recipient} is not armored age: {exc}"
-                ) from exc
+                raise SopsError(f"{self.where}: sops:age[{i}]:enc: {exc}") from exc
             try:
                 key = bytes(pyrage.decrypt(sealed, ids))
             except pyrage.DecryptError:
                 continue
             if len(key) != 32:
-                raise SopsError(f"{self.where}: data key for {stanza.recipient} is not 32 bytes")
+                raise SopsError(f"{self.where}: sops:age[{i}]:enc: the data key is not 32 bytes")
             return key
         raise SopsError(
             f"{self.where}: none of the {len(ids)} identities opens any of the "
@@ -342,37 +385,78 @@ class SopsFile:
         )
 
     def decrypt_tree(self, key: bytes) -> Branch:
-        """The plaintext tree; SopsError naming the key path or the MAC on failure."""
+        """The plaintext tree; SopsError naming the key path or the MAC on failure.
+
+        A leaf is read as sops reads it: encrypted exactly where the file's rules
+        say so (an ``ENC[...]`` there, or an empty string), plaintext elsewhere
+        (kept as written, even when it looks encrypted). Stricter than sops: a
+        plaintext comment where the rules encrypt comments is refused, an
+        ``ENC[...]`` comment must decrypt, and in a ``mac_only_encrypted`` file a
+        plaintext value (which no MAC covers) is refused.
+        """
         rules = self.rules
         digest = hashlib.sha512()
+        if rules.mac_only_encrypted:
+            digest.update(MAC_ONLY_ENCRYPTED_INIT)
+        unauthenticated: list[str] = []
 
-        def leaf(value: Scalar | Comment, path: list[str]) -> Scalar | Comment:
+        def leaf(
+            value: Scalar | Comment, trail: list[Step], comments: list[list[str]], is_comment: bool
+        ) -> Scalar | Comment:
+            path = aad_path(trail)
+            encrypted = rules.should_encrypt(path, comments, is_comment)
             if isinstance(value, Comment):
-                if is_encrypted_value(value.text):
-                    return self._open(value.text, key, path)
+                if not encrypted or value.text == "":
+                    return value
+                if value.text.startswith("ENC["):
+                    return self._open(value.text, key, trail)
+                raise self._refuse(
+                    trail, "a comment is not encrypted, but the file's rules encrypt comments"
+                )
+            if not encrypted:
+                if not rules.mac_only_encrypted:
+                    digest.update(mac_input(value))
+                elif value is not None and value != "":
+                    unauthenticated.append(show_path(trail))
                 return value
-            plain = self._open(value, key, path) if is_encrypted_value(value) else value
-            if not rules.mac_only_encrypted or is_encrypted_value(value):
-                digest.update(mac_input(plain))
+            if value == "":
+                return value  # sops leaves an empty string as it is, in every file
+            if not isinstance(value, str) or not value.startswith("ENC["):
+                raise self._refuse(
+                    trail,
+                    "value is not encrypted, but the file's rules say it must be "
+                    "(plaintext written into the file by hand?)",
+                )
+            plain = self._open(value, key, trail)
+            digest.update(mac_input(plain))
             return plain
 
-        tree = map_leaves(self.tree, leaf)
+        tree = walk_leaves(self.tree, leaf)
         assert isinstance(tree, Branch)
         self._check_mac(key, digest.hexdigest().upper())
+        if unauthenticated:
+            raise SopsError(
+                f"{self.where}: {', '.join(unauthenticated)}: plaintext not covered by the MAC "
+                "(mac_only_encrypted): anyone could have written it, so nixify refuses the file"
+            )
         return tree
 
-    def _open(self, enc: Any, key: bytes, path: list[str]) -> Scalar | Comment:
+    def _refuse(self, trail: list[Step], message: str) -> SopsError:
+        return SopsError(f"{self.where}: {show_path(trail)}: {message}")
+
+    def _open(self, enc: str, key: bytes, trail: list[Step]) -> Scalar | Comment:
         try:
-            return decrypt_value(enc, key, _aad(path))
+            return decrypt_value(enc, key, _aad(aad_path(trail)))
         except (ValueError, UnicodeDecodeError) as exc:
-            where = ":".join(path) or "(top level)"
-            raise SopsError(f"{self.where}: cannot decrypt value at {where}: {exc}") from exc
+            raise SopsError(
+                f"{self.where}: cannot decrypt value at {show_path(trail)}: {exc}"
+            ) from exc
 
     def _check_mac(self, key: bytes, computed: str) -> None:
         try:
             stored = decrypt_value(self.metadata["mac"], key, self.metadata["lastmodified"])
-        except ValueError as exc:
-            raise SopsError(f"{self.where}: cannot decrypt sops.mac: {exc}") from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SopsError(f"{self.where}: sops:mac: cannot decrypt: {exc}") from exc
         if not isinstance(stored, str) or not hmac.compare_digest(stored, computed):
             raise SopsError(
                 f"{self.where}: MAC mismatch: the file was modified outside sops "
@@ -416,6 +500,75 @@ class SopsFile:
         """The file re-encrypted under a fresh data key to ``recipients`` (sops rotate)."""
         plain = self.decrypt(identities)
         return encrypt_tree(plain, self.fmt, recipients, self.rules)
+
+
+def _check_metadata(sops_node: Branch, where: str) -> list[AgeStanza]:
+    """Refuse metadata sops would refuse or that nixify cannot vouch for; the age stanzas.
+
+    Unknown fields, key sources other than age, more than one encryption rule,
+    a ``mac_only_encrypted`` that is not a boolean, a ``lastmodified`` that is not
+    RFC 3339 text, a missing or malformed MAC, and a stanza whose ``enc`` is not
+    an armored age file are all refused, naming the field.
+    """
+
+    def fail(trail: list[Step], message: str) -> SopsError:
+        return SopsError(f"{where}: {show_path(['sops', *trail])}: {message}")
+
+    fields = dict(sops_node.items())
+    for name, value in fields.items():
+        if name not in METADATA_FIELDS:
+            raise fail([name], "unknown metadata field (sops 3.11 writes no such field)")
+        if name in OTHER_KEY_SOURCES and value not in (None, [], 0):
+            raise fail([name], "key sources other than age are not supported by nixify (age only)")
+    rules = [name for name in RULE_FIELDS if fields.get(name) not in (None, "")]
+    for name in rules:
+        value = fields[name]
+        if not isinstance(value, str):
+            raise fail([name], "expected a string")
+        if name.endswith("_regex"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise fail([name], f"not a regular expression: {exc}") from exc
+    if len(rules) > 1:
+        raise SopsError(
+            f"{where}: sops: more than one of {', '.join(RULE_FIELDS)} "
+            f"({', '.join(rules)}); sops refuses such a file"
+        )
+    if "mac_only_encrypted" in fields and not isinstance(fields["mac_only_encrypted"], bool):
+        raise fail(["mac_only_encrypted"], "expected true or false")
+    lastmodified = fields.get("lastmodified")
+    if lastmodified is None:
+        raise fail(["lastmodified"], "missing")
+    if not isinstance(lastmodified, str) or not _RFC3339.match(lastmodified):
+        raise fail(["lastmodified"], "not an RFC 3339 time")
+    mac = fields.get("mac")
+    if mac is None:
+        raise fail(["mac"], "missing")
+    if not isinstance(mac, str) or not _ENC.match(mac):
+        raise fail(["mac"], "not an ENC[AES256_GCM,...] value")
+    if "version" in fields and not isinstance(fields["version"], str):
+        raise fail(["version"], "expected a string")
+    stanzas = fields.get("age")
+    if not isinstance(stanzas, list) or not stanzas:
+        raise fail(["age"], "no age recipient")
+    age: list[AgeStanza] = []
+    for i, entry in enumerate(stanzas):
+        if not isinstance(entry, Branch) or sorted(entry.keys()) != ["enc", "recipient"]:
+            raise fail(["age", i], "expected exactly recipient and enc")
+        recipient, enc = entry.get("recipient"), entry.get("enc")
+        if not isinstance(recipient, str) or not recipient:
+            raise fail(["age", i, "recipient"], "expected an age recipient")
+        if not isinstance(enc, str):
+            raise fail(["age", i, "enc"], "expected an armored age file")
+        try:
+            sealed = dearmor(enc)
+        except (ValueError, binascii.Error) as exc:
+            raise fail(["age", i, "enc"], f"not an armored age file ({exc})") from exc
+        if not sealed.startswith(AGE_HEADER):
+            raise fail(["age", i, "enc"], "not an age file (no age-encryption.org/v1 header)")
+        age.append(AgeStanza(recipient, enc))
+    return age
 
 
 def _plain(node: Node) -> Any:
@@ -464,10 +617,15 @@ def encrypt_tree(
     key = data_key or os.urandom(32)
     lastmodified = lastmodified or _now()
     digest = hashlib.sha512()
+    if rules.mac_only_encrypted:
+        digest.update(MAC_ONLY_ENCRYPTED_INIT)
 
-    def leaf(value: Scalar | Comment, path: list[str]) -> Scalar | Comment:
-        encrypted = rules.encrypts(value, path)
-        if not isinstance(value, Comment) and (not rules.mac_only_encrypted or encrypted):
+    def leaf(
+        value: Scalar | Comment, trail: list[Step], comments: list[list[str]], is_comment: bool
+    ) -> Scalar | Comment:
+        path = aad_path(trail)
+        encrypted = rules.should_encrypt(path, comments, is_comment)
+        if not is_comment and (not rules.mac_only_encrypted or encrypted):
             digest.update(mac_input(value))
         if not encrypted or value is None or value == "":
             return value
@@ -475,7 +633,7 @@ def encrypt_tree(
             return Comment(encrypt_value(value, key, _aad(path))) if value.text else value
         return encrypt_value(value, key, _aad(path))
 
-    tree = _sequence_comments_as_items(map_leaves(plain, leaf))
+    tree = _sequence_comments_as_items(walk_leaves(plain, leaf))
     assert isinstance(tree, Branch)
     meta: dict[str, Any] = {
         "age": [{"recipient": r, "enc": encrypt_data_key(key, r)} for r in recipients],

@@ -18,11 +18,23 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from nixify.secrets.tree import Branch, Comment, Item, Node, Scalar, Timestamp
+from nixify.secrets.tree import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    Branch,
+    Comment,
+    Item,
+    Node,
+    Scalar,
+    Step,
+    Timestamp,
+    show_path,
+)
 
 BEST_INDENT = 4
 
@@ -229,8 +241,6 @@ class _Reader:
                 else:
                     nxt, ncol = end_line, next_col
                 key = _key_text(knode, self.where)
-                if key == "<<":
-                    raise YamlFormatError(f"{self.where}: line {start + 1}: merge keys unsupported")
                 if isinstance(vnode, (MappingNode, SequenceNode)):
                     branch.entries.extend(self.key_comment(knode))
                 value = self.convert(vnode, nxt, ncol)
@@ -267,12 +277,110 @@ class _Reader:
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class _StrictComposer:
+    """PyYAML's node tree, composed from the parser's events with sops files' rules:
+    one document, string keys given once, no anchors, aliases or merge keys, at most
+    ``MAX_DEPTH`` nested collections. Refusals name the key path."""
+
+    def __init__(self, text: str, where: str) -> None:
+        self.where = where
+        self.events: Any = _LOADER(text)  # the parser's event methods are untyped
+
+    def fail(self, trail: list[Step], message: str) -> YamlFormatError:
+        return YamlFormatError(f"{self.where}: {show_path(trail)}: {message}")
+
+    def document(self) -> yaml.Node | None:
+        ev = self.events
+        ev.get_event()  # stream start
+        if ev.check_event(yaml.StreamEndEvent):
+            return None
+        ev.get_event()  # document start
+        node = self.node([], 0)
+        ev.get_event()  # document end
+        if not ev.check_event(yaml.StreamEndEvent):
+            raise YamlFormatError(f"{self.where}: more than one YAML document")
+        return node
+
+    def node(self, trail: list[Step], depth: int) -> yaml.Node:
+        event = self.events.get_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise self.fail(trail, f"YAML alias *{event.anchor} (sops writes none)")
+        if event.anchor is not None:
+            raise self.fail(trail, f"YAML anchor &{event.anchor} (sops writes none)")
+        if isinstance(event, yaml.ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.events.resolve(ScalarNode, event.value, event.implicit)
+            start, end = _span(event)
+            return ScalarNode(tag, event.value, start, end, event.style)
+        if depth >= MAX_DEPTH:
+            shown = trail[:6]
+            raise YamlFormatError(
+                f"{self.where}: {show_path(shown)}{'...' if shown != trail else ''}: "
+                f"nested deeper than {MAX_DEPTH} levels"
+            )
+        if isinstance(event, yaml.SequenceStartEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.events.resolve(SequenceNode, None, event.implicit)
+            seq = SequenceNode(tag, [], _span(event)[0], None, flow_style=event.flow_style)
+            while not self.events.check_event(yaml.SequenceEndEvent):
+                seq.value.append(self.node([*trail, len(seq.value)], depth + 1))
+            seq.end_mark = self.events.get_event().end_mark
+            return seq
+        if isinstance(event, yaml.MappingStartEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.events.resolve(MappingNode, None, event.implicit)
+            mapping = MappingNode(tag, [], _span(event)[0], None, flow_style=event.flow_style)
+            seen: set[str] = set()
+            while not self.events.check_event(yaml.MappingEndEvent):
+                knode = self.node(trail, depth + 1)
+                if not isinstance(knode, ScalarNode):
+                    raise self.fail(trail, f"line {knode.start_mark.line + 1}: complex mapping key")
+                key = str(knode.value)
+                if key == "<<":
+                    raise self.fail([*trail, key], "YAML merge key (sops writes none)")
+                if key in seen:
+                    raise self.fail(
+                        [*trail, key], f"key given twice (line {knode.start_mark.line + 1})"
+                    )
+                seen.add(key)
+                mapping.value.append((knode, self.node([*trail, key], depth + 1)))
+            mapping.end_mark = self.events.get_event().end_mark
+            return mapping
+        raise YamlFormatError(f"{self.where}: unexpected YAML event {type(event).__name__}")
+
+
+def _span(event: Any) -> tuple[Any, Any]:
+    """An event's start and end marks (libyaml's Mark type is not in PyYAML's stubs)."""
+    return event.start_mark, event.end_mark
+
+
+def check_size(text: str, where: str) -> None:
+    if len(text) > MAX_BYTES:
+        raise YamlFormatError(
+            f"{where}: {len(text)} characters, larger than the {MAX_BYTES}-byte limit "
+            "for a sops file"
+        )
+
+
 def compose(text: str, where: str = "<yaml>") -> yaml.Node | None:
-    """PyYAML's node tree of ``text`` (libyaml's parser when available)."""
+    """The node tree of ``text`` (libyaml's parser when available), strictly: see
+    ``_StrictComposer``."""
+    check_size(text, where)
+    composer = _StrictComposer(text, where)
     try:
-        return yaml.compose(text, Loader=_LOADER)
+        return composer.document()
     except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or ""
+        if "nesting depth" in problem:  # libyaml's own depth bound (1000)
+            mark = getattr(exc, "problem_mark", None)
+            line = f"line {mark.line + 1}: " if mark is not None else ""
+            raise YamlFormatError(f"{where}: {line}nested deeper than {MAX_DEPTH} levels") from exc
         raise YamlFormatError(f"{where}: invalid YAML: {exc}") from exc
+    finally:
+        composer.events.dispose()
 
 
 def load(text: str, where: str = "<yaml>") -> Branch:

@@ -63,12 +63,20 @@ def sops(
     cwd: Path | None = None,
     check: bool = True,
     extra_env: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run the real sops. With ``timeout``, a run that does not end in time is killed
+    and reported as a failure (exit code -9, "timed out" on stderr)."""
     env = clean_env(home)
     if key_file is not None:
         env["SOPS_AGE_KEY_FILE"] = str(key_file)
     env.update(extra_env or {})
-    proc = subprocess.run([str(SOPS), *args], capture_output=True, env=env, cwd=cwd)
+    try:
+        proc = subprocess.run(
+            [str(SOPS), *args], capture_output=True, env=env, cwd=cwd, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess([str(SOPS), *args], -9, b"", b"sops timed out")
     if check and proc.returncode != 0:
         raise AssertionError(f"sops {args} failed: {proc.stderr.decode()}")
     return proc
