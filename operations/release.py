@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from nixify.release.names import parse_release_tag
 from nixify.release.plan import ROLLBACK_GATES, ReleasePlan, passed_every_gate, plan_releases
 from nixify.release.publish import ReleaseOutcome, publish
 from nixify.release.status import HostProbe
+from nixify.transport import Completed, HostUnreachable, SshTransport
 from operations.facts import KnownGoodRecords, PinRoots, SystemState
 from operations.run import Run
 
@@ -82,13 +84,25 @@ def _record_path(name: str) -> str:
     return f"{RECORD_DIR}/{name}.json"
 
 
-def _wait(proc: subprocess.Popen[str]) -> tuple[str, str]:
+def _on_host(host: str, data: Any, script: str) -> Completed:
+    """``script`` on ``host`` over SSH; a host that does not answer is a failed command
+    whose stderr says why."""
     try:
-        return proc.communicate(timeout=SSH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        return out, f"{err}\nno answer within {SSH_TIMEOUT}s"
+        return SshTransport(host, ssh_args_from_data(host, data)).run(script, timeout=SSH_TIMEOUT)
+    except HostUnreachable as exc:
+        return Completed(host, script, exc.rc, "", f"did not answer: {exc.reason}")
+
+
+def _in_parallel(
+    jobs: dict[str, tuple[Any, str]], pool: ThreadPoolExecutor | None = None
+) -> dict[str, Future[Completed]]:
+    """host -> (data, script): every script started at once, one thread per host."""
+    own = pool or ThreadPoolExecutor(max_workers=max(1, min(32, len(jobs))))
+    try:
+        return {h: own.submit(_on_host, h, d, script) for h, (d, script) in jobs.items()}
+    finally:
+        if pool is None:
+            own.shutdown(wait=False)
 
 
 def _tag_line(tag: str | None) -> str:
@@ -119,36 +133,36 @@ class RecordStamper:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self.wanted: dict[str, tuple[str, str]] = {}
-        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.procs: dict[str, Future[Completed]] = {}
         self.errors: dict[str, str | None] = {}
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="nixify-stamp")
 
     def start(self, host: str, record: str, tag: str) -> None:
         self.wanted[host] = (record, tag)
         if host not in self.data:
             self.errors[host] = "not in the inventory"
             return
-        self.procs[host] = subprocess.Popen(
-            ["ssh", *ssh_args_from_data(host, self.data[host]), _stamp_script(record, tag)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        self.procs.update(
+            _in_parallel({host: (self.data[host], _stamp_script(record, tag))}, self._pool)
         )
 
     def finish(self) -> dict[str, str | None]:
         """Host -> error (None when stamped)."""
         general: dict[str, tuple[str, str]] = {}
-        for host, proc in self.procs.items():
-            _out, err = _wait(proc)
-            if proc.returncode == 3:
+        for host, future in self.procs.items():
+            res = future.result()
+            if res.rc == 3:
                 general[host] = self.wanted[host]
             else:
                 self.errors[host] = (
                     None
-                    if proc.returncode == 0
+                    if res.ok
                     else (
-                        f"cannot stamp {_record_path(self.wanted[host][0])}: {err.strip()[-200:]}"
+                        f"cannot stamp {_record_path(self.wanted[host][0])}: "
+                        f"{res.stderr.strip()[-200:]}"
                     )
                 )
+        self._pool.shutdown(wait=False)
         if general:
             self.errors.update(_stamp_by_rewrite(general, self.data))
         return self.errors
@@ -159,27 +173,22 @@ def _stamp_by_rewrite(
 ) -> dict[str, str | None]:
     """The general path: read each record, set its tag, write it back (two round trips)."""
     errors: dict[str, str | None] = {}
-    reads: dict[str, subprocess.Popen[str]] = {}
+    to_read: dict[str, tuple[Any, str]] = {}
     for host, (record, _tag) in hosts.items():
         if host not in data:
             errors[host] = "not in the inventory"
             continue
-        read = f"cat {shlex.quote(_record_path(record))}"
-        reads[host] = subprocess.Popen(
-            ["ssh", *ssh_args_from_data(host, data[host]), read],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    writes: dict[str, subprocess.Popen[str]] = {}
-    for host, proc in reads.items():
+        to_read[host] = (data[host], f"cat {shlex.quote(_record_path(record))}")
+    reads = _in_parallel(to_read)
+    to_write: dict[str, tuple[Any, str]] = {}
+    for host, future in reads.items():
         record, tag = hosts[host]
-        out, err = _wait(proc)
-        if proc.returncode != 0:
-            errors[host] = f"cannot read {_record_path(record)}: {err.strip()[-200:]}"
+        read = future.result()
+        if not read.ok:
+            errors[host] = f"cannot read {_record_path(record)}: {read.stderr.strip()[-200:]}"
             continue
         try:
-            rec = KnownGoodRecord.from_json(out)
+            rec = KnownGoodRecord.from_json(read.stdout)
         except (ValueError, TypeError) as exc:
             errors[host] = f"{_record_path(record)}: unreadable record: {exc}"
             continue
@@ -191,15 +200,10 @@ def _stamp_by_rewrite(
             f"echo {blob} | base64 -d > {shlex.quote(tmp)} && "
             f"mv {shlex.quote(tmp)} {shlex.quote(path)}"
         )
-        writes[host] = subprocess.Popen(
-            ["ssh", *ssh_args_from_data(host, data[host]), script],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    for host, proc in writes.items():
-        _out, err = _wait(proc)
-        errors[host] = None if proc.returncode == 0 else f"cannot write: {err.strip()[-200:]}"
+        to_write[host] = (data[host], script)
+    for host, future in _in_parallel(to_write).items():
+        wrote = future.result()
+        errors[host] = None if wrote.ok else f"cannot write: {wrote.stderr.strip()[-200:]}"
     return errors
 
 

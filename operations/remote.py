@@ -1,51 +1,23 @@
-"""Running a command on a pyinfra host and getting its real exit code back."""
+"""Running a command on a pyinfra host and getting its real exit code back.
+
+A shim over ``nixify.transport.PyinfraTransport`` for the operations that still
+call ``run(host, script)``; new code uses the transport directly. A host whose
+connection fails raises ``nixify.transport.HostUnreachable``.
+"""
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from pyinfra.api.command import StringCommand
+from nixify.transport import Completed, quote_argv
+from nixify.transport.pyinfra_host import PyinfraTransport
 
-_RC = "__nixify_rc="
+Remote = Completed  # rc, stdout, stderr, ok, tail(): what the operations read
 
-
-@dataclass(frozen=True)
-class Remote:
-    """A finished command on a host: exit code, stdout, stderr."""
-
-    rc: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
-
-    def tail(self, lines: int = 6) -> str:
-        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
-        return " | ".join(text[-lines:])
+__all__ = ["Remote", "quote_argv", "run"]
 
 
-def quote_argv(argv: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
-
-
-def run(host: Any, script: str, timeout: int | None = None) -> Remote:
+def run(host: Any, script: str, timeout: int | None = None) -> Completed:
     """Run ``script`` (a shell snippet whose user values are already quoted) on
     ``host`` through its pyinfra connection; the exit code is carried back."""
-    wrapped = f"( {script}\n) ; printf '\\n{_RC}%s\\n' \"$?\""
-    kwargs: dict[str, Any] = {"print_output": False}
-    if timeout:
-        kwargs["timeout"] = timeout
-    ok, output = host.run_shell_command(StringCommand(wrapped), **kwargs)
-    lines = output.stdout_lines
-    rc = 255
-    if lines and lines[-1].startswith(_RC):
-        rc = int(lines[-1][len(_RC) :])
-        lines = lines[:-1]
-    elif ok:
-        rc = 0
-    return Remote(rc, "\n".join(lines), output.stderr)
+    return PyinfraTransport(host).run(script, timeout=timeout)

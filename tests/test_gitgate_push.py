@@ -76,7 +76,7 @@ def test_unconstrained_host_runs_checks_locally_per_nix(repo: Path, remote: Path
 def test_builder_spec_parsing() -> None:
     b = Builder.parse("ssh://root@127.0.0.21:2222", "-i /k -o UserKnownHostsFile=/kh")
     assert b.destination == "root@127.0.0.21"
-    assert b.ssh("true")[-2:] == ["root@127.0.0.21", "true"]
+    assert b.transport().ssh_argv("true")[-3:] == ["root@127.0.0.21", "--", "true"]
     assert b.ssh_args[4:6] == ("-p", "2222")
     assert "-i" in b.ssh_args and "/kh" in b.ssh_args[-1]
     assert Builder.parse("builder").destination == "builder"

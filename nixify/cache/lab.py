@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shlex
 import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +32,7 @@ from nixify.cache.keys import (
 )
 from nixify.errors import ConfigError, NixifyError
 from nixify.lab.state import LabHostState, LabState
+from nixify.transport import HostUnreachable, SshTransport
 
 CACHE_DIR = "/var/lib/nixify/cache"
 SERVER_LOG = "/var/lib/nixify/cache-server.log"
@@ -42,12 +42,13 @@ DEFAULT_KEY_NAME = "nixify-lab-cache-1"
 
 
 def _ssh(state: LabState, host: str, script: str, timeout: float = 60) -> str:
-    proc = subprocess.run(
-        ["ssh", *state.ssh_args(host), script], capture_output=True, text=True, timeout=timeout
-    )
-    if proc.returncode != 0:
-        raise NixifyError(f"lab cache: {host}: exited {proc.returncode}: {proc.stderr.strip()}")
-    return proc.stdout
+    try:
+        res = SshTransport(host, state.ssh_args(host)).run(script, timeout=timeout)
+    except HostUnreachable as exc:
+        raise NixifyError(f"lab cache: {exc}") from None
+    if not res.ok:
+        raise NixifyError(f"lab cache: {host}: exited {res.rc}: {res.stderr.strip()}")
+    return res.stdout
 
 
 def _answers(address: str, port: int) -> bool:

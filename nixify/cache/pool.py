@@ -27,10 +27,8 @@ import hashlib
 import io
 import re
 import shlex
-import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +46,14 @@ from nixify.pipeline.builders import (
     BuilderProbe,
     assign_builders,
     parse_builder_probe,
+)
+from nixify.transport import (
+    Completed,
+    HostUnreachable,
+    SshTransport,
+    close_all,
+    copy_closure,
+    nix_sshopts,
 )
 
 SRC_DIR = "/var/lib/nixify/src"
@@ -87,42 +93,40 @@ def host_data_model(data: Any, name: str) -> HostData:
     return HostData.model_validate(fields)
 
 
-_CONTROL_DIR = tempfile.mkdtemp(prefix="nixify-ssh-")
-_MASTERS: dict[str, list[str]] = {}
+BUILD_TIMEOUT = 1800  # seconds for one round trip to a builder or a target
+
+# The transport owns the SSH connections; the pool's old names stay importable.
+close_masters = close_all
 
 
-def _multiplexed(args: Sequence[str]) -> list[str]:
-    """Reuse one SSH connection per host for the run (closed by ``close_masters``)."""
-    opts = [
-        "-o",
-        "ControlMaster=auto",
-        "-o",
-        f"ControlPath={_CONTROL_DIR}/%C",
-        "-o",
-        "ControlPersist=120",
-    ]
-    _MASTERS[" ".join(args)] = list(args)
-    return [*opts, *args]
+def host_transport(name: str, data: Any) -> SshTransport:
+    """The host ``name`` over OpenSSH, from its inventory data."""
+    return SshTransport(name, ssh_args_from_data(name, data))
 
 
-def close_masters() -> None:
-    for args in _MASTERS.values():
-        subprocess.run(
-            ["ssh", "-o", f"ControlPath={_CONTROL_DIR}/%C", "-O", "exit", *args],
-            capture_output=True,
-            timeout=10,
-        )
-    _MASTERS.clear()
-    shutil.rmtree(_CONTROL_DIR, ignore_errors=True)
+def run_on(
+    name: str, data: Any, script: str, stdin: bytes | None = None, timeout: float = BUILD_TIMEOUT
+) -> Completed:
+    """``script`` on host ``name``; a host that did not answer comes back as a failed
+    command whose stderr says so (``error: NAME did not answer: ...``)."""
+    try:
+        return host_transport(name, data).run(script, stdin=stdin, timeout=timeout)
+    except HostUnreachable as exc:
+        return Completed(name, script, exc.rc, "", f"error: {name} did not answer: {exc.reason}")
 
 
 def ssh(
-    args: Sequence[str], script: str, stdin: bytes | None = None, timeout: float = 1800
+    args: Sequence[str], script: str, stdin: bytes | None = None, timeout: float = BUILD_TIMEOUT
 ) -> subprocess.CompletedProcess[bytes]:
-    Path(_CONTROL_DIR).mkdir(mode=0o700, exist_ok=True)
-    return subprocess.run(
-        ["ssh", *_multiplexed(args), script], input=stdin, capture_output=True, timeout=timeout
-    )
+    """Deprecated: ``run_on``/``host_transport``. ``script`` over ``args`` (ssh's
+    arguments, destination last), as a completed process (255: no answer)."""
+    name = args[-1] if args else "?"
+    try:
+        res = SshTransport(name, args).run(script, stdin=stdin, timeout=timeout)
+    except HostUnreachable as exc:
+        return subprocess.CompletedProcess(list(args), exc.rc, b"", exc.reason.encode())
+    return subprocess.CompletedProcess(list(args), res.rc, res.stdout.encode(),
+                                       res.stderr.encode())
 
 
 def source_archive(fleet_dir: Path) -> tuple[str, bytes]:
@@ -154,9 +158,10 @@ def _store_uri(scheme: str, name: str, data: Any) -> str:
     return f"{scheme}://{user}@{data.get('ssh_hostname') or name}"
 
 
-def _ssh_port_opts(data: Any) -> str:
+def _port_options(data: Any) -> list[str]:
+    """ssh options for a host's port, for ``NIX_SSHOPTS`` (none for port 22)."""
     port = int(data.get("ssh_port") or 22)
-    return f"NIX_SSHOPTS={shlex.quote(f'-p {port}')} " if port != 22 else ""
+    return ["-p", str(port)] if port != 22 else []
 
 
 @dataclass(frozen=True)
@@ -229,15 +234,13 @@ class BuildPool:
 
     def _probe(self, name: str, data: Any) -> BuilderProbe:
         try:
-            proc = ssh(ssh_args_from_data(name, data), PROBE_COMMAND, timeout=30)
-        except subprocess.TimeoutExpired:
-            return BuilderProbe(name, False, error="timed out")
-        if proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            return BuilderProbe(
-                name, False, error=err[-1] if err else f"ssh exit {proc.returncode}"
-            )
-        return parse_builder_probe(name, proc.stdout.decode())
+            res = host_transport(name, data).run(PROBE_COMMAND, timeout=30)
+        except HostUnreachable as exc:
+            return BuilderProbe(name, False, error=exc.reason)
+        if not res.ok:
+            err = res.stderr.strip().splitlines()
+            return BuilderProbe(name, False, error=err[-1] if err else f"exit {res.rc}")
+        return parse_builder_probe(name, res.stdout)
 
     def build_all(
         self,
@@ -320,7 +323,6 @@ class BuildPool:
         """One round trip: receive the sources, build every host's system (spread over
         the pool), root the results, and print each output's deriver and the
         derivations the diff gate's root-cause analysis needs."""
-        args = ssh_args_from_data(builder, builder_data[builder])
         src = f"{SRC_DIR}/{digest}"
         argv = ["nix-build", src, "-o", f"{BUILD_ROOTS}/{digest[:12]}-{builder}"]
         for k, v in sorted(nix_args.items()):
@@ -332,7 +334,7 @@ class BuildPool:
         for h in hosts:
             argv += ["-A", h.system_attr]
         old = " ".join(shlex.quote(d) for d in old_drvs)
-        sshopts = _ssh_port_opts(builder_data[members[0].name]) if members else ""
+        sshopts = nix_sshopts(_port_options(builder_data[members[0].name])) if members else ""
         script = "\n".join(
             [
                 "set -e",
@@ -350,12 +352,12 @@ class BuildPool:
             ]
         )
         started = time.monotonic()
-        proc = ssh(args, script, stdin=blob)
+        res = run_on(builder, builder_data[builder], script, stdin=blob)
         seconds = time.monotonic() - started
-        stderr = proc.stderr.decode(errors="replace")
+        stderr = res.stderr
         placement = parse_placement(stderr, builder, members)
         self.placement.update(placement)
-        if proc.returncode != 0:
+        if not res.ok:
             for h in hosts:
                 self.outcomes[h.name] = BuildOutcome(
                     h.name,
@@ -365,7 +367,7 @@ class BuildPool:
                     error=f"build on {builder} failed: {nix_error(stderr)}",
                 )
             return
-        outs_text, _, rest = proc.stdout.decode().partition(_SEP + "\n")
+        outs_text, _, rest = res.stdout.partition(_SEP + "\n")
         drvs_text, _, show = rest.partition(_SEP + "\n")
         outs, drvs = outs_text.split(), drvs_text.split()
         try:
@@ -430,14 +432,15 @@ class BuildPool:
                 )
             script = f"{sign} && nix copy --to {shlex.quote(self.cache.push)} {paths}"
             started = time.monotonic()
-            proc = ssh(
-                ssh_args_from_data(builder, builder_data[builder]),
+            res = run_on(
+                builder,
+                builder_data[builder],
                 script,
                 stdin=key.secret_bytes if key is not None else b"",
             )
             took = time.monotonic() - started
-            if proc.returncode != 0:
-                why = nix_error(proc.stderr.decode(errors="replace"))
+            if not res.ok:
+                why = nix_error(res.stderr)
                 for o in group:
                     o.error = (
                         f"cache: {builder} could not sign and push to {self.cache.push}: {why}"
@@ -461,11 +464,11 @@ class BuildPool:
         assert outcome.closure and self.cache is not None
         script = f"nix-store --realise {shlex.quote(outcome.closure)} >/dev/null"
         started = time.monotonic()
-        proc = ssh(ssh_args_from_data(outcome.host, tdata), script)
+        res = run_on(outcome.host, tdata, script)
         outcome.copy_seconds = time.monotonic() - started
-        stderr = proc.stderr.decode(errors="replace")
+        stderr = res.stderr
         outcome.fetched = sum(1 for ln in stderr.splitlines() if _FETCHED.match(ln))
-        if proc.returncode == 0:
+        if res.ok:
             self.say(
                 outcome.host,
                 f"fetched {outcome.fetched} path(s) of its closure from {self.cache.url} "
@@ -487,14 +490,20 @@ class BuildPool:
     def _copy(self, outcome: BuildOutcome, bdata: Any, tdata: Any) -> None:
         """No cache: the builder pushes the closure straight to the target."""
         assert outcome.builder and outcome.closure
-        script = (
-            f"{_ssh_port_opts(tdata)}nix copy --to "
-            f"{shlex.quote(_store_uri('ssh', outcome.host, tdata))} "
-            f"{shlex.quote(outcome.closure)}"
-        )
+        user = tdata.get("ssh_user") or "root"
+        destination = f"{user}@{tdata.get('ssh_hostname') or outcome.host}"
         started = time.monotonic()
-        proc = ssh(ssh_args_from_data(outcome.builder, bdata), script)
+        try:
+            res = copy_closure(
+                host_transport(outcome.builder, bdata),
+                [outcome.closure],
+                destination,
+                ssh_options=_port_options(tdata),
+                timeout=BUILD_TIMEOUT,
+            )
+        except HostUnreachable as exc:
+            res = Completed(outcome.builder, exc.command, exc.rc, "", exc.reason)
         outcome.copy_seconds = time.monotonic() - started
-        if proc.returncode != 0:
-            err = " | ".join(proc.stderr.decode(errors="replace").strip().splitlines()[-3:])
+        if not res.ok:
+            err = " | ".join(res.stderr.strip().splitlines()[-3:])
             outcome.error = f"copy from {outcome.builder} to {outcome.host} failed: {err}"

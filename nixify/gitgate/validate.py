@@ -38,6 +38,7 @@ from nixify.gitgate.git import config_all, config_get, git_ok, toplevel
 from nixify.leak.allowlist import ALLOWLIST_NAME, load_allowlist
 from nixify.leak.history import scan_history
 from nixify.nix.env import nix_environ
+from nixify.transport import Completed, HostUnreachable, SshTransport, parse_ssh_url
 
 ZERO = "0" * 40
 PROBE_TIMEOUT = 5
@@ -91,32 +92,24 @@ class Builder:
 
     @classmethod
     def parse(cls, spec: str, extra: str = "") -> Builder:
-        dest = spec.removeprefix("ssh://").rstrip("/")
+        dest, port = parse_ssh_url(spec)
         args: list[str] = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={PROBE_TIMEOUT}"]
-        host = dest.rsplit("@", 1)[-1]
-        if ":" in host and not host.startswith("["):
-            port = host.rsplit(":", 1)[1]
-            if port.isdigit():
-                dest = dest[: len(dest) - len(port) - 1]
-                args += ["-p", port]
+        args += port
         args += shlex.split(extra)
         return cls(spec, dest, tuple(args))
 
-    def ssh(self, command: str) -> list[str]:
-        return ["ssh", *self.ssh_args, self.destination, command]
+    def transport(self) -> SshTransport:
+        return SshTransport(self.spec, [*self.ssh_args, self.destination])
 
 
 def probe(builder: Builder) -> str | None:
     """None when the builder answers; else ssh's reason."""
     try:
-        proc = subprocess.run(
-            builder.ssh("true"), capture_output=True, text=True, timeout=PROBE_TIMEOUT + 10
-        )
-    except subprocess.TimeoutExpired:
-        return f"no answer within {PROBE_TIMEOUT + 10} s"
-    if proc.returncode == 255:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        return lines[-1] if lines else "ssh exited 255"
+        res = builder.transport().run("true", timeout=PROBE_TIMEOUT + 10)
+    except HostUnreachable as exc:
+        return exc.reason
+    if res.rc == 255:
+        return res.tail(1) or "ssh exited 255"
     return None
 
 
@@ -202,13 +195,18 @@ def _run_remote(repo: Path, builder: Builder, sha: str, checks: list[str]) -> bo
             ],
         ]
     )
-    archive = subprocess.Popen(
-        ["git", "-C", str(repo), "archive", "--format=tar", sha], stdout=subprocess.PIPE
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", sha], capture_output=True, check=True
     )
-    rc = subprocess.run(builder.ssh(script), stdin=archive.stdout).returncode
-    if archive.stdout is not None:
-        archive.stdout.close()
-    archive.wait()
+    try:
+        res = builder.transport().run(script, stdin=archive.stdout)
+    except HostUnreachable as exc:
+        res = Completed(builder.spec, script, exc.rc, "", f"{exc.reason}\n")
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    rc = res.rc
     if rc != 0:
         say(f"refused: checks failed on builder {builder.spec} (exit {rc})")
         return False

@@ -27,6 +27,7 @@ from nixify.inventory import Fleet, HostData
 from nixify.lab.plan import LabHost, lab_host_plan
 from nixify.lab.state import FIRST_OCTET, LabHostState, LabState
 from nixify.nix import nix_environ
+from nixify.transport import CommandFailed, LocalTransport, SshTransport, copy_closure
 
 # Machine directory -> the host's own directory below its root.
 BIND_MOUNTS: tuple[tuple[str, str], ...] = (
@@ -365,15 +366,22 @@ def _build_initial_systems(fleet: Fleet, fleet_dir: Path, names: list[str]) -> d
 
 
 def _install_system(state: LabState, host: LabHostState, system: str) -> None:
-    env = nix_environ()
-    env["NIX_SSHOPTS"] = f"-F {state.ssh_config}"
-    _run(["nix", "copy", "--to", f"ssh://{host.name}", system], env=env)
-    activate = (
-        f"nix-env -p /nix/var/nix/profiles/system --set {shlex.quote(system)} && "
-        f"{shlex.quote(system)}/bin/switch-to-configuration switch && "
-        f"ln -sfn {shlex.quote(system)} /run/booted-system"
-    )
-    _run(["ssh", *state.ssh_args(host.name), activate])
+    try:
+        copy_closure(
+            LocalTransport(nix_environ()),
+            [system],
+            host.name,
+            ssh_options=["-F", state.ssh_config],
+            check=True,
+        )
+        activate = (
+            f"nix-env -p /nix/var/nix/profiles/system --set {shlex.quote(system)} && "
+            f"{shlex.quote(system)}/bin/switch-to-configuration switch && "
+            f"ln -sfn {shlex.quote(system)} /run/booted-system"
+        )
+        SshTransport(host.name, state.ssh_args(host.name)).run(activate, check=True)
+    except CommandFailed as exc:
+        raise NixifyError(f"lab: {exc}") from None
 
 
 def up(

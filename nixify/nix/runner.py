@@ -1,20 +1,20 @@
-"""Where a command runs: on this machine, or on a host over OpenSSH.
+"""Argv runners for the library code that reads a store (closure diff, secrets audit).
 
-Library code that needs a host's store (the closure diff, the secrets audit)
-takes a ``CommandRunner`` so that it can be unit-tested locally and used
-against a host unchanged. Arguments are passed as a list and quoted once,
-here, for the remote shell.
+A ``CommandRunner`` runs an argv and returns a ``CompletedProcess`` with bytes, as
+``nixify.diff`` expects. It is a thin adapter over ``nixify.transport``, which
+is the only code that starts a process on a host: ``LocalRunner`` is a
+``LocalTransport`` with nixify's Nix settings, ``SshRunner`` an ``SshTransport``.
+A non-zero exit with ``check`` raises ``CommandFailed`` (a ``RemoteError``).
 """
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from nixify.errors import RemoteError
 from nixify.nix.env import nix_environ
+from nixify.transport import LocalTransport, SshTransport, Transport
 
 
 class CommandRunner(Protocol):
@@ -33,58 +33,46 @@ class CommandRunner(Protocol):
     ) -> subprocess.CompletedProcess[bytes]: ...
 
 
-def _checked(
-    name: str, argv: Sequence[str], proc: subprocess.CompletedProcess[bytes], check: bool
-) -> subprocess.CompletedProcess[bytes]:
-    if check and proc.returncode != 0:
-        stderr = proc.stderr.decode(errors="replace")
-        raise RemoteError(name, shlex.join(argv), proc.returncode, stderr)
-    return proc
+def local_transport(env: Mapping[str, str] | None = None) -> LocalTransport:
+    """This machine, with nixify's ``NIX_CONFIG`` added to ``env`` (default: ours)."""
+    return LocalTransport(nix_environ(env))
 
 
-class LocalRunner:
+class TransportRunner:
+    """A ``CommandRunner`` over any transport."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    @property
+    def name(self) -> str:
+        return self.transport.name
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        if isinstance(argv, str):
+            raise TypeError("a CommandRunner runs an argv, not a shell string")
+        res = self.transport.run(argv, stdin=stdin, timeout=timeout, check=check)
+        return subprocess.CompletedProcess(
+            list(argv), res.rc, res.stdout.encode(), res.stderr.encode()
+        )
+
+
+class LocalRunner(TransportRunner):
     """Runs on the operator's machine, with nixify's Nix configuration."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = nix_environ(env)
-
-    @property
-    def name(self) -> str:
-        return "local"
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        check: bool = True,
-        timeout: float | None = None,
-    ) -> subprocess.CompletedProcess[bytes]:
-        proc = subprocess.run(
-            list(argv), input=stdin, capture_output=True, env=self._env, timeout=timeout
-        )
-        return _checked(self.name, argv, proc, check)
+        super().__init__(local_transport(env))
 
 
-class SshRunner:
-    """Runs on a host through ``ssh``; ``ssh_args`` select it (e.g. ``-F cfg host``)."""
+class SshRunner(TransportRunner):
+    """Runs on a host over OpenSSH; ``ssh_args`` select it (e.g. ``-F cfg host``)."""
 
     def __init__(self, name: str, ssh_args: Sequence[str]) -> None:
-        self._name = name
-        self._ssh_args = list(ssh_args)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        check: bool = True,
-        timeout: float | None = None,
-    ) -> subprocess.CompletedProcess[bytes]:
-        cmd = ["ssh", "-o", "BatchMode=yes", *self._ssh_args, "--", shlex.join(argv)]
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout)
-        return _checked(self.name, argv, proc, check)
+        super().__init__(SshTransport(name, ssh_args))
