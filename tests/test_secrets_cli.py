@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,80 @@ def test_unmounted_file_gets_an_operator_only_rule(
     rc, out, _ = run(capsys, "secrets", "rekey", str(tree))
     assert rc == 0 and "3 unchanged" in out
     assert run(capsys, "secrets", "check", "--secrets-dir", str(tree))[0] == 0
+
+
+def _corrupt(path: Path) -> None:
+    """A file sops itself refuses ('MAC mismatch'/'cannot decrypt MAC'), structure intact."""
+    text = path.read_text()
+    new = re.sub(
+        r'(?m)^    lastmodified: "[^"]+"$', '    lastmodified: "2001-01-01T00:00:00Z"', text
+    )
+    assert new != text
+    path.write_text(new)
+
+
+def test_check_and_rekey_name_a_corrupt_file(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tree / "nas" / "smb.yaml"
+    _corrupt(f)
+    assert sops(["decrypt", str(f)], tree.parent, tree.parent / "op.txt", check=False).returncode
+    rc, out, _ = run(capsys, "secrets", "check", "--secrets-dir", str(tree))
+    assert rc == 1
+    assert f"{f}: sops:mac: cannot decrypt" in out
+    assert "common/ntp.yaml" not in out
+    before = f.read_bytes()
+    rc, out, err = run(capsys, "secrets", "rekey", str(tree))
+    assert rc == 1
+    assert "error nas/smb.yaml:" in err and f"{f}: sops:mac" in err
+    assert "1 errors" in out
+    assert f.read_bytes() == before
+
+
+def test_check_names_a_malformed_file_without_any_identity(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tree / "common" / "ntp.yaml"
+    text = f.read_text()
+    first = next(line for line in text.splitlines() if not line.startswith("#"))
+    f.write_text(text.replace("\nsops:\n", f"\n{first}\nsops:\n", 1))  # a key given twice
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE")
+    rc, out, _ = run(capsys, "secrets", "check", "--secrets-dir", str(tree))
+    assert rc == 1
+    key = first.split(":")[0]
+    assert f"{f}: {key}: key given twice" in out
+    assert "note: values and MACs not verified" in out
+
+
+def test_check_refuses_a_declared_secret_that_does_not_exist(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosts = tree.parent / "hosts.yaml"
+    hosts.write_text(
+        "roles: {}\nhosts:\n"
+        "  - {name: nas, role: nas, secrets: [nas/smb.yaml, nas/restic.yaml]}\n"
+    )
+    rc, out, err = run(
+        capsys, "secrets", "check", "--secrets-dir", str(tree), "--inventory", str(hosts)
+    )
+    assert rc == 1, err
+    assert (
+        f"{hosts}: host 'nas': field 'secrets': secret 'nas/restic.yaml': "
+        f"no such file {tree / 'nas/restic.yaml'}"
+    ) in out
+    assert "'nas/smb.yaml'" not in out
+
+
+def test_inventory_validation_with_a_secrets_dir_refuses_a_missing_file(tree: Path) -> None:
+    from pydantic import ValidationError
+
+    from nixify.inventory.model import HostData, check_secret_files
+
+    entry = {"name": "nas-1", "role": "nas", "secrets": ["nas/smb.yaml", "nas/gone.yaml"]}
+    with pytest.raises(ValidationError, match=r"secret 'nas/gone.yaml': no such file .*gone"):
+        HostData.model_validate(entry, context={"secrets_dir": tree})
+    host = HostData.model_validate(entry)  # no secrets directory known: paths only
+    assert check_secret_files([host], tree, "hosts.yaml") == [
+        f"hosts.yaml: host 'nas-1': field 'secrets': secret 'nas/gone.yaml': "
+        f"no such file {tree / 'nas/gone.yaml'}"
+    ]

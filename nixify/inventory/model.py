@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -48,7 +49,10 @@ class HostData(BaseModel):
 
     @field_validator("secrets")
     @classmethod
-    def _secret_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _secret_paths(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        """Relative paths inside the secrets directory, each given once; and, when the
+        validation context names that directory (``{"secrets_dir": Path}``), existing
+        files: a declared secret that is not there fails here, not after the switch."""
         for path in value:
             if not _SECRET_PATH.match(path):
                 raise ValueError(
@@ -57,6 +61,12 @@ class HostData(BaseModel):
                 )
         if len(set(value)) != len(value):
             raise ValueError("a secret is listed twice")
+        context = info.context if isinstance(info.context, dict) else {}
+        secrets_dir = context.get("secrets_dir")
+        if secrets_dir is not None:
+            missing = missing_secret_files(value, Path(secrets_dir))
+            if missing:
+                raise ValueError("; ".join(missing))
         return value
 
     @field_validator("ssh_host_key")
@@ -98,3 +108,23 @@ class HostData(BaseModel):
     @property
     def is_builder(self) -> bool:
         return self.role in BUILDER_ROLES
+
+
+def missing_secret_files(secrets: tuple[str, ...] | list[str], secrets_dir: Path) -> list[str]:
+    """One message per declared secret that is not a file under ``secrets_dir``."""
+    return [
+        f"secret {rel!r}: no such file {secrets_dir / rel}"
+        for rel in secrets
+        if not (secrets_dir / rel).is_file()
+    ]
+
+
+def check_secret_files(hosts: list[HostData], secrets_dir: Path, source: str) -> list[str]:
+    """Errors, naming host, field and path, for every declared secret file that does not
+    exist: the same check as validating with ``context={"secrets_dir": ...}``, for a
+    fleet already loaded without that context (``build_fleet`` has none)."""
+    return [
+        f"{source}: host {host.name!r}: field 'secrets': {message}"
+        for host in hosts
+        for message in missing_secret_files(host.secrets, secrets_dir)
+    ]

@@ -179,15 +179,59 @@ def trial_matrix(
     return out
 
 
-def mounts_from_fleet(hosts_file: Path) -> dict[str, list[str]]:
-    """host -> mounted secret files, from the inventory's hosts file."""
+def mounts_from_fleet(hosts_file: Path, secrets_dir: Path | None = None) -> dict[str, list[str]]:
+    """host -> mounted secret files, from the inventory's hosts file.
+
+    With ``secrets_dir``, every declared file must exist there: ConfigError naming
+    host, field and path for each one that does not (the fleet loader has no
+    secrets directory to check against, so the check is made here).
+    """
     from nixify.inventory import load_fleet
+    from nixify.inventory.model import check_secret_files
 
     try:
         fleet = load_fleet(hosts_file)
     except FileNotFoundError as exc:
         raise ConfigError(f"{hosts_file}: no such inventory") from exc
+    if secrets_dir is not None:
+        errors = check_secret_files(list(fleet), secrets_dir, str(hosts_file))
+        if errors:
+            raise ConfigError("invalid host data:\n" + "\n".join(errors))
     return {h.name: list(h.secrets) for h in fleet}
+
+
+@dataclass
+class Verification:
+    """What opening every file with the operator's identities found."""
+
+    problems: list[str] = field(default_factory=list)  # corrupt files, each named
+    verified: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # no identity opens them
+
+
+def verify_files(
+    files: Sequence[Path], identities: Sequence[pyrage.x25519.Identity]
+) -> Verification:
+    """Strict parse of every file, and its values and MAC where ``identities`` open it."""
+    out = Verification()
+    for f in files:
+        try:
+            sf = SopsFile.load(f)
+        except SopsError as exc:
+            out.problems.append(str(exc))
+            continue
+        try:
+            key = sf.data_key(identities)
+        except SopsError:
+            out.unreadable.append(str(f))
+            continue
+        try:
+            sf.decrypt_tree(key)
+        except SopsError as exc:
+            out.problems.append(str(exc))
+            continue
+        out.verified.append(str(f))
+    return out
 
 
 def stale_mounts(secrets_dir: Path, host: str, recipient: str, mounts: Sequence[str]) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nixify.errors import ConfigError
-from nixify.secrets.audit import audit, mounts_from_fleet
+from nixify.secrets.audit import audit, mounts_from_fleet, verify_files
 from nixify.secrets.keys import find_identities, identities_from_file
 from nixify.secrets.provision import load_mounts
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord, atomic_write
@@ -266,11 +266,47 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _missing_mounted_files(
+    args: argparse.Namespace, secrets_dir: Path, mounts: dict[str, list[str]]
+) -> list[str]:
+    """A problem, naming host, field and path, per mounted file that does not exist."""
+    if args.mounts:
+        source = args.mounts
+    elif args.inventory is None and (secrets_dir / MOUNTS_NAME).is_file():
+        source = str(secrets_dir / MOUNTS_NAME)
+    else:
+        source = args.inventory or "inventories/hosts.yaml"
+    return [
+        f"{source}: host {host!r}: field 'secrets': secret {rel!r}: "
+        f"no such file {secrets_dir / rel}"
+        for host, files in mounts.items()
+        for rel in files
+        if not (secrets_dir / rel).is_file()
+    ]
+
+
+def _verify_check(args: argparse.Namespace, secrets_dir: Path, known: list[str]) -> list[str]:
+    """Open every file with the operator's identities: values and MAC of each file they
+    open are verified (a corrupt file is named); the rest are listed as unverified."""
+    try:
+        identities = _identities(args)
+    except ConfigError as exc:
+        print(f"note: values and MACs not verified: {exc}")
+        return []
+    files = discover([secrets_dir]) if secrets_dir.is_dir() else []
+    result = verify_files(files, identities)
+    if result.unreadable:
+        print("note: not verified (no identity of yours opens them): " + " ".join(
+            Path(f).relative_to(secrets_dir).as_posix() for f in result.unreadable
+        ))  # fmt: skip
+    return [p for p in result.problems if p not in known]
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     record = _record(args)
     secrets_dir = Path(args.secrets_dir)
     mounts = _mounts(args)
-    problems = []
+    problems = _missing_mounted_files(args, secrets_dir, mounts)
     config = secrets_dir / CONFIG_NAME
     rules = _desired_rules(secrets_dir, mounts, record)
     if not config.exists() or config.read_text() != render_sops_yaml(rules):
@@ -289,6 +325,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"host {name}: host key changed since its secrets were keyed; rekey {' '.join(files)}"
         )
     problems.extend(report.problems)
+    problems.extend(_verify_check(args, secrets_dir, report.problems))
     for p in problems:
         print(p)
     if report.needs_rekey:
@@ -338,8 +375,12 @@ def _register_actions(sub: Any) -> None:
     c.add_argument("--operator", metavar="NAME=AGE1...")
     c.set_defaults(func=cmd_collect)
 
-    k = sub.add_parser("check", help="report changed host keys and files needing a rekey")
+    k = sub.add_parser(
+        "check",
+        help="report corrupt or missing files, changed host keys and files needing a rekey",
+    )
     _common(k)
+    _identity_arg(k)
     k.set_defaults(func=cmd_check)
 
     rk = sub.add_parser("rekey", help="bring every file's recipients to its rule")

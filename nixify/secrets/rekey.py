@@ -130,10 +130,12 @@ def rekey_one(job: RekeyJob, dry_run: bool, sync_dir: bool = True) -> RekeyResul
         wanted = list(job.recipients)
         added = tuple(r for r in wanted if r not in current)
         removed = tuple(r for r in current if r not in wanted)
+        key = sf.data_key(_IDENTITIES)
+        # every value and the MAC, before anything is written, and for a file left as
+        # it is too: a corrupt file is an error of the run, named, never "unchanged"
+        sf.decrypt_tree(key)
         if not added and not removed:
             return RekeyResult(job.path, job.relpath, "unchanged")
-        key = sf.data_key(_IDENTITIES)
-        sf.decrypt_tree(key)  # verifies every value and the MAC before anything is written
         if dry_run:
             return RekeyResult(job.path, job.relpath, "would-rekey", added, removed)
         text = sf.with_recipients(wanted, key)
