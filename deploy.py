@@ -11,24 +11,24 @@
    own SSH host key into /run/secrets (sops/age)
 5. mark known-good: a GC root and a record on the host
 
-Writes reports/deploy-<UTC>.json and reports/latest.json and prints a summary.
+The run is explicit: made from the command line (validated before any
+connection by the inventory), handed to every gate, and ended by the last
+operation, which writes reports/deploy-<UTC>.json and reports/latest.json,
+prints the summary and tags releases.
 """
 
-from pyinfra import host
+from pyinfra import state
 
-from nixify import paths
-from operations import gates
-from operations.run import start_run
-from operations.secrets import deploy_secrets
+from nixify.pipeline.options import RunKind
+from operations import gates, lifecycle
 
-start_run("deploy", host.data, paths.repo_root())
+run = lifecycle.open_run(state, RunKind.DEPLOY)
 
-gates.preflight(name="nixify: preflight (deploy lock, build policy)")
-gates.build(name="nixify gate 1: remote evaluate + build")
-gates.closure_diff(name="nixify gate 2: closure diff / RCA")
-gates.dry_activate(name="nixify gate 3: dry-activate")
-gates.switch_test(name="nixify gate 4: switch test")
-if host.data.get("mode") != "dry":
-    # each host decrypts exactly what it mounts, with its own host key, on the host
-    deploy_secrets(name="nixify: secrets (decrypted on the host into /run/secrets)")
-gates.mark_known_good(name="nixify gate 5: mark known-good")
+gates.preflight(run=run, name="nixify: preflight (deploy lock, build policy)")
+gates.build(run=run, name="nixify gate 1: remote evaluate + build")
+gates.closure_diff(run=run, name="nixify gate 2: closure diff / RCA")
+gates.dry_activate(run=run, name="nixify gate 3: dry-activate")
+gates.switch_test(run=run, name="nixify gate 4: switch test")
+gates.install_secrets(run=run, name="nixify: secrets (decrypted on the host into /run/secrets)")
+gates.mark_known_good(run=run, name="nixify gate 5: mark known-good")
+lifecycle.end(run=run, name="nixify: end of the run (report, summary, releases)")

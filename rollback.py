@@ -1,19 +1,19 @@
 """Rollback: redeploy each host's previous known-good closure (no evaluation, no
 build) through dry-activate, switch test and known-good.
 
-    pyinfra inventories/lab.py rollback.py [--limit ...] [--data to=RECORD|CLOSURE|TAG]
+    pyinfra inventories/lab.py rollback.py [--limit ...] [--data to=RECORD|CLOSURE|TAG|COMMIT]
 """
 
-from pyinfra import host
+from pyinfra import state
 
-from nixify import paths
-from operations import gates
-from operations.run import start_run
+from nixify.pipeline.options import RunKind
+from operations import gates, lifecycle
 
-start_run("rollback", host.data, paths.repo_root())
+run = lifecycle.open_run(state, RunKind.ROLLBACK)
 
-gates.preflight(name="nixify: preflight (deploy lock, build policy)")
-gates.select_known_good(name="nixify rollback: select the known-good closure")
-gates.dry_activate(name="nixify gate 3: dry-activate")
-gates.switch_test(name="nixify gate 4: switch test")
-gates.mark_known_good(name="nixify gate 5: mark known-good")
+gates.preflight(run=run, name="nixify: preflight (deploy lock, build policy)")
+gates.select_known_good(run=run, name="nixify rollback: select the known-good closure")
+gates.dry_activate(run=run, name="nixify gate 3: dry-activate")
+gates.switch_test(run=run, name="nixify gate 4: switch test")
+gates.mark_known_good(run=run, name="nixify gate 5: mark known-good")
+lifecycle.end(run=run, name="nixify: end of the run (report, summary, releases)")

@@ -9,11 +9,12 @@ from pyinfra.api.exceptions import InventoryError
 
 from nixify.errors import NixifyError
 from nixify.inventory import fleet_groups
-from nixify.inventory.limits import check_limits, limit_patterns
+from nixify.inventory.limits import comma_groups
+from operations.lifecycle import begin_run
 
 try:
     _groups = fleet_groups(Path(__file__).parent / "hosts.yaml")
-    check_limits(limit_patterns(sys.argv), _groups, ("all", "fleet"))
+    begin_run(sys.argv, _groups, ("all", "fleet"))
 except NixifyError as _exc:
     raise InventoryError(f"{__file__}: {_exc}") from None
 
@@ -24,3 +25,5 @@ cloud_builder = _groups["cloud_builder"]
 nas = _groups["nas"]
 edge_ml = _groups["edge_ml"]
 operator = _groups["operator"]
+# `--limit nas,laptop` (the Ansible habit) as a group of its own
+globals().update(comma_groups(sys.argv, _groups))

@@ -14,8 +14,8 @@ ever built on a constrained host or on the operator.
 
 from __future__ import annotations
 
-import contextlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from nixify.cache.pool import (
     ssh,
 )
 from nixify.errors import ConfigError
+from nixify.pipeline.options import RunOptions
 
 __all__ = [
     "BuildCoordinator",
@@ -43,11 +44,21 @@ __all__ = [
 
 
 class BuildCoordinator(BuildPool):
-    """The pool for a pyinfra run: each host asks for its outcome; the first builds all."""
+    """The pool for a pyinfra run: each host asks for its outcome; the first builds
+    for every host still active in the run."""
 
-    def __init__(self, fleet_dir: Path, say: Any, repo: Path | None = None) -> None:
+    def __init__(
+        self,
+        fleet_dir: Path,
+        say: Any,
+        repo: Path,
+        options: RunOptions,
+        is_active: Callable[[Any], bool],
+    ) -> None:
         super().__init__(fleet_dir, say)
         self.repo = repo
+        self.options = options
+        self.is_active = is_active
         self._lock = threading.Lock()
         self._done = False
 
@@ -62,23 +73,30 @@ class BuildCoordinator(BuildPool):
             host.name, error="was not selected when the builds ran"
         )
 
+    def _cache_data(self, host: Any) -> dict[str, Any]:
+        """What the cache configuration is read from: the run's options first, then
+        the inventory's data (its secrets directory, a lab's directory)."""
+        data: dict[str, Any] = {k: host.data.get(k) for k in ("lab_dir", "secrets_dir")}
+        data["cache"] = "on" if self.options.cache else "off"
+        if self.options.cache_config is not None:
+            data["cache_config"] = str(self.options.cache_config)
+        if self.options.secrets_dir is not None:
+            data["secrets_dir"] = str(self.options.secrets_dir)
+        return data
+
     def _build_all(self, state: Any, host: Any) -> None:
-        active = {h.name: h for h in state.inventory.get_active_hosts()}
+        active = {h.name: h for h in state.inventory.get_active_hosts() if self.is_active(h)}
         targets = {n: h.data for n, h in active.items()}
         builder_names = sorted({b for d in targets.values() for b in (d.get("builders") or [])})
         builder_data = {b: state.inventory.get_host(b).data for b in builder_names}
-        if self.repo is None:
-            from nixify.paths import repo_root
-
-            with contextlib.suppress(ConfigError):
-                self.repo = repo_root()
+        data = self._cache_data(host)
         try:
-            self.cache = load_cache_config(host.data, self.repo)
+            self.cache = load_cache_config(data, self.repo)
         except ConfigError as exc:
             for name in targets:
                 self.outcomes[name] = BuildOutcome(name, error=f"binary cache: {exc}")
             return
         if self.cache is not None:
-            self._signing_key = signing_key_for(self.cache, host.data, self.repo)
+            self._signing_key = signing_key_for(self.cache, data, self.repo)
             self.say("cache", f"binary cache {self.cache.url} ({self.cache.source})")
         self.build_all(targets, builder_data)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+
 from pyinfra.api.facts import FactBase
 
-from nixify.pipeline.pins import RECORD_DIR, KnownGoodRecord
+from nixify.pipeline.pins import GCROOT_DIR, RECORD_DIR, KnownGoodRecord, RecordError
 
 
 class DeployState(FactBase[dict[str, str]]):
@@ -53,28 +55,45 @@ class SystemState(FactBase[dict[str, str]]):
         return result
 
 
-class KnownGoodRecords(FactBase[list[KnownGoodRecord]]):
-    """The host's known-good records, oldest first (each pinned by a GC root)."""
+class RecordListing(list[KnownGoodRecord]):
+    """A host's readable known-good records, oldest first, and the files skipped
+    because they could not be read (``"<file>: <why>"``)."""
+
+    def __init__(self, records: list[KnownGoodRecord], skipped: list[str]) -> None:
+        super().__init__(records)
+        self.skipped = skipped
+
+
+class KnownGoodRecords(FactBase[RecordListing]):
+    """The host's known-good records, oldest first (each pinned by a GC root). A
+    record that cannot be read (corrupt, or not a record) is skipped and named, so
+    one bad file never stops a status or a rollback."""
 
     def command(self) -> str:
         return (
             f'for f in {RECORD_DIR}/*.json; do [ -f "$f" ] || continue; '
-            'printf "%s\\n" "$(base64 -w0 < "$f")"; done'
+            'printf "%s %s\\n" "$f" "$(base64 -w0 < "$f")"; done'
         )
 
     @staticmethod
-    def default() -> list[KnownGoodRecord]:
-        return []
+    def default() -> RecordListing:
+        return RecordListing([], [])
 
-    def process(self, output: list[str]) -> list[KnownGoodRecord]:
-        import base64
-
-        records = []
+    def process(self, output: list[str]) -> RecordListing:
+        records: list[KnownGoodRecord] = []
+        skipped: list[str] = []
         for line in output:
-            line = line.strip()
-            if line:
-                records.append(KnownGoodRecord.from_json(base64.b64decode(line).decode()))
-        return sorted(records, key=lambda r: r.name)
+            path, _, data = line.strip().partition(" ")
+            if not path:
+                continue
+            try:
+                text = base64.b64decode(data, validate=True).decode()
+                records.append(KnownGoodRecord.from_json(text, where=path))
+            except RecordError as exc:
+                skipped.append(str(exc))
+            except (ValueError, UnicodeDecodeError):
+                skipped.append(f"{path}: not readable text")
+        return RecordListing(sorted(records, key=lambda r: r.name), skipped)
 
 
 class PinRoots(FactBase[dict[str, str]]):
@@ -82,8 +101,6 @@ class PinRoots(FactBase[dict[str, str]]):
     root dangles or its closure is gone from the store)."""
 
     def command(self) -> str:
-        from nixify.pipeline.pins import GCROOT_DIR
-
         return (
             f'for r in {GCROOT_DIR}/*; do [ -L "$r" ] || continue; '
             't=$(readlink -f "$r" 2>/dev/null); [ -e "$t" ] || t=""; '

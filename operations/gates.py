@@ -24,7 +24,7 @@ from pyinfra.api.operation import operation
 from nixify.diff import diff_closures, parse_closure_query
 from nixify.diff.closure import closure_query_command
 from nixify.diff.rca import RootCauseReport, explain
-from nixify.errors import NixifyError
+from nixify.errors import ConfigError, NixifyError
 from nixify.nix import is_store_path
 from nixify.pipeline.pins import (
     GCROOT_DIR,
@@ -34,18 +34,21 @@ from nixify.pipeline.pins import (
     pins_to_prune,
     record_name,
 )
-from nixify.pipeline.report import GateResult, utc_now, utc_stamp
+from nixify.pipeline.report import GateOutcome, GateResult, HostStatus, utc_now, utc_stamp
+from nixify.secrets.install import sops_binary_path
+from nixify.transport import HostUnreachable
 from operations.build import BuildCoordinator
-from operations.facts import DeployState, KnownGoodRecords
+from operations.facts import DeployState, KnownGoodRecords, RecordListing
 from operations.lock import acquire_lock, release_lock
 from operations.remote import Remote, quote_argv
 from operations.remote import run as remote
-from operations.run import Run, current_run
+from operations.run import Run
+from operations.secrets import host_key_check, secrets_scripts
 
 SWITCH = "bin/switch-to-configuration"
 PROFILE = "/nix/var/nix/profiles/system"
 
-Gate = Callable[[Any, Any], bool]
+Gate = Callable[[Run, Any, Any], bool]
 
 
 def _q(value: str) -> str:
@@ -53,12 +56,12 @@ def _q(value: str) -> str:
 
 
 def _coordinator(run: Run) -> BuildCoordinator:
-    coord = run.extra.get("builds")
-    if coord is None:
-        coord = BuildCoordinator(run.fleet_dir, run.say)
-        run.extra["builds"] = coord
-    assert isinstance(coord, BuildCoordinator)
-    return coord
+    if run.builds is None:
+        run.builds = BuildCoordinator(
+            run.fleet_dir, run.say, run.repo, run.options, run.active
+        )
+    assert isinstance(run.builds, BuildCoordinator)
+    return run.builds
 
 
 def _fail(
@@ -67,24 +70,32 @@ def _fail(
     gate: str,
     reason: str,
     started: float,
-    status: str = "failed",
+    status: HostStatus = HostStatus.FAILED,
     evidence: dict[str, Any] | None = None,
 ) -> bool:
     rep = run.host_report(host)
     rep.gate(
         gate,
         GateResult(
-            "skipped" if status == "skipped" else "failed",
-            round(time.monotonic() - started, 3),
-            reason,
-            evidence or {},
+            result=GateOutcome.SKIPPED if status is HostStatus.SKIPPED else GateOutcome.FAILED,
+            seconds=round(time.monotonic() - started, 3),
+            detail=reason,
+            evidence=evidence or {},
+            started=_iso_ago(started),
         ),
     )
-    if rep.status not in ("rolled-back",):
+    if rep.status is not HostStatus.ROLLED_BACK:
         rep.fail(status, f"gate {gate}: {reason}")
-    run.say(host.name, f"gate {gate}: {status.upper()}: {reason}")
+    run.say(host.name, f"gate {gate}: {status.value.upper()}: {reason}")
     release_lock(run, host)
     return False
+
+
+def _iso_ago(started: float) -> str:
+    """The UTC wall-clock time of the monotonic instant ``started``."""
+    from datetime import timedelta
+
+    return (utc_now() - timedelta(seconds=time.monotonic() - started)).isoformat()
 
 
 def _pass(
@@ -96,26 +107,55 @@ def _pass(
     evidence: dict[str, Any] | None = None,
 ) -> bool:
     seconds = round(time.monotonic() - started, 3)
-    run.host_report(host).gate(gate, GateResult("passed", seconds, detail, evidence or {}))
+    run.host_report(host).gate(
+        gate,
+        GateResult(
+            result=GateOutcome.PASSED,
+            seconds=seconds,
+            detail=detail,
+            evidence=evidence or {},
+            started=_iso_ago(started),
+        ),
+    )
     run.say(host.name, f"gate {gate}: passed ({seconds:.2f}s){': ' + detail if detail else ''}")
     return True
 
 
-def _guarded(gate: str, body: Gate) -> Gate:
-    """Turn an unexpected error inside a gate into that gate's failure, not a traceback."""
+def _guarded(run: Run, gate: str, body: Gate) -> Callable[[Any, Any], bool]:
+    """The gate as a pyinfra command: skipped for a host already out of the run; an
+    error inside it is that host's failure at this gate (a host that stops
+    answering is ``unreachable`` at it), never the run's. pyinfra always sees
+    success, so that it never stops the run; the run's report holds the truth."""
 
     def wrapped(state: Any, host: Any) -> bool:
-        run = current_run()
-        run.executed = True
+        if not run.active(host):
+            return True
         started = time.monotonic()
         try:
-            return body(state, host)
+            body(run, state, host)
+        except HostUnreachable as exc:
+            _fail(run, host, gate, f"unreachable at gate {gate}: {exc}", started,
+                  HostStatus.UNREACHABLE)
         except (NixifyError, OSError, ValueError) as exc:
-            return _fail(run, host, gate, str(exc), started)
-        except Exception as exc:  # a gate never ends without a reason
-            return _fail(run, host, gate, f"internal error: {type(exc).__name__}: {exc}", started)
+            _fail(run, host, gate, str(exc), started)
+        except BaseException as exc:  # a gate never ends without a reason
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            if _connection_lost(exc):
+                _fail(run, host, gate, f"unreachable at gate {gate}: "
+                      f"{type(exc).__name__}: {exc}", started, HostStatus.UNREACHABLE)
+            else:
+                _fail(run, host, gate, f"internal error: {type(exc).__name__}: {exc}", started)
+        return True
 
     return wrapped
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """paramiko's and gevent's ways of saying the host went away."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"EOFError", "SSHException", "NoValidConnectionsError", "Timeout",
+                         "socket.timeout", "ConnectionError", "TimeoutError"})
 
 
 def _switch(host: Any, closure: str, action: str) -> Remote:
@@ -125,8 +165,7 @@ def _switch(host: Any, closure: str, action: str) -> Remote:
 # -- preflight ---------------------------------------------------------------------------
 
 
-def _preflight(state: Any, host: Any) -> bool:
-    run = current_run()
+def _preflight(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
     facts = host.get_fact(DeployState)
@@ -154,22 +193,23 @@ def _preflight(state: Any, host: Any) -> bool:
 
 
 @operation(is_idempotent=False)
-def preflight() -> Generator[FunctionCommand, None, None]:
+def preflight(run: Run) -> Generator[FunctionCommand, None, None]:
     """Take the host's deploy lock; refuse a constrained host whose Nix could build."""
-    yield FunctionCommand(_guarded("preflight", _preflight), (), {})
+    yield FunctionCommand(_guarded(run, "preflight", _preflight), (), {})
 
 
 # -- gate 1: remote evaluate + build -------------------------------------------------------
 
 
-def _build(state: Any, host: Any) -> bool:
-    run = current_run()
+def _build(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     outcome = _coordinator(run).outcome(state, host)
     rep = run.host_report(host)
     rep.builder = outcome.builder
     if outcome.skipped:
-        return _fail(run, host, "build", outcome.error or "skipped", started, status="skipped")
+        return _fail(
+            run, host, "build", outcome.error or "skipped", started, HostStatus.SKIPPED
+        )
     if outcome.error or not outcome.closure:
         return _fail(run, host, "build", outcome.error or "no closure", started)
     check = remote(host, f"nix-store --check-validity {_q(outcome.closure)}")
@@ -203,9 +243,9 @@ def _build(state: Any, host: Any) -> bool:
 
 
 @operation(is_idempotent=False)
-def build() -> Generator[FunctionCommand, None, None]:
+def build(run: Run) -> Generator[FunctionCommand, None, None]:
     """Gate 1: evaluate and build on a builder, copy the closure builder -> host."""
-    yield FunctionCommand(_guarded("build", _build), (), {})
+    yield FunctionCommand(_guarded(run, "build", _build), (), {})
 
 
 # -- gate 2: closure diff / RCA ----------------------------------------------------------
@@ -217,8 +257,7 @@ def _rca(run: Run, diff: Any, builder: str | None) -> RootCauseReport | None:
     return explain(diff, drvs) if drvs is not None else None
 
 
-def _diff(state: Any, host: Any) -> bool:
-    run = current_run()
+def _diff(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
     assert rep.closure
@@ -272,16 +311,15 @@ def _diff(state: Any, host: Any) -> bool:
 
 
 @operation(is_idempotent=False)
-def closure_diff() -> Generator[FunctionCommand, None, None]:
+def closure_diff(run: Run) -> Generator[FunctionCommand, None, None]:
     """Gate 2: the version diff and root causes against the running system."""
-    yield FunctionCommand(_guarded("diff", _diff), (), {})
+    yield FunctionCommand(_guarded(run, "diff", _diff), (), {})
 
 
 # -- gate 3: dry-activate ----------------------------------------------------------------
 
 
-def _dry_activate(state: Any, host: Any) -> bool:
-    run = current_run()
+def _dry_activate(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
     assert rep.closure
@@ -292,16 +330,16 @@ def _dry_activate(state: Any, host: Any) -> bool:
             run, host, "dry-activate", f"exit {res.rc}: {res.tail()}", started, evidence=evidence
         )
     ok = _pass(run, host, "dry-activate", started, evidence=evidence)
-    if run.mode == "dry":
-        rep.status = "dry-run"
+    if not run.mode.activates:
+        rep.status = HostStatus.DRY_RUN
         release_lock(run, host)
     return ok
 
 
 @operation(is_idempotent=False)
-def dry_activate() -> Generator[FunctionCommand, None, None]:
+def dry_activate(run: Run) -> Generator[FunctionCommand, None, None]:
     """Gate 3: ``switch-to-configuration dry-activate``."""
-    yield FunctionCommand(_guarded("dry-activate", _dry_activate), (), {})
+    yield FunctionCommand(_guarded(run, "dry-activate", _dry_activate), (), {})
 
 
 # -- gate 4: switch test, then switch or boot ----------------------------------------------
@@ -315,73 +353,141 @@ def _last_known_good(host: Any, besides: str) -> str | None:
     return None
 
 
-def _switch_test(state: Any, host: Any) -> bool:
-    run = current_run()
+def _return_to(host: Any, back: str, set_profile: bool) -> tuple[bool, dict[str, Any]]:
+    """Put the host back on ``back``: the profile first (when the mode moved it),
+    then activation. Every step's exit code is checked and kept as evidence;
+    the host's running system is read back to prove where it ended."""
+    steps: dict[str, Any] = {"returned_to": back}
+    if set_profile:
+        prof = remote(host, f"nix-env -p {PROFILE} --set {_q(back)}")
+        steps["return_profile_exit"] = prof.rc
+        if not prof.ok:
+            steps["return_error"] = f"cannot set the profile back: {prof.tail(2)}"
+            return False, steps
+    act = _switch(host, back, "switch" if set_profile else "test")
+    steps["return_exit"] = act.rc
+    now = remote(host, "readlink -f /run/current-system")
+    steps["running_after_return"] = now.stdout.strip()
+    if not act.ok or now.stdout.strip() != back:
+        steps["return_error"] = (
+            f"activation of {back} exited {act.rc}: {act.tail(2)}; running "
+            f"{now.stdout.strip() or 'unknown'}"
+        )
+        return False, steps
+    return True, steps
+
+
+def _failed_activation(
+    run: Run,
+    host: Any,
+    started: float,
+    what: str,
+    evidence: dict[str, Any],
+    set_profile: bool,
+    gate: str = "switch-test",
+) -> bool:
+    """A failed activation: back to the last known-good system (checked), not marked."""
+    rep = run.host_report(host)
+    assert rep.closure
+    back = _last_known_good(host, rep.closure) or rep.previous
+    if not back:
+        return _fail(run, host, gate,
+                     f"{what}; no known-good closure to return to", started, evidence=evidence)
+    ok, steps = _return_to(host, back, set_profile)
+    evidence.update(steps)
+    if ok:
+        rep.fail(HostStatus.ROLLED_BACK,
+                 f"gate {gate}: {what}; returned to known-good {back}")
+        return _fail(run, host, gate, f"{what}; host returned to {back}", started,
+                     evidence=evidence)
+    return _fail(run, host, gate,
+                 f"{what}; the return to known-good FAILED: {steps['return_error']}",
+                 started, evidence=evidence)
+
+
+def _switch_test(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
-    if run.mode == "dry":
+    if not run.mode.activates:
         return True
     new = rep.closure
     assert new
     test = _switch(host, new, "test")
     evidence: dict[str, Any] = {"test_exit": test.rc, "test_output": test.tail(20)}
     if not test.ok:
-        back = _last_known_good(host, new) or rep.previous
-        if back:
-            restored = _switch(host, back, "test")
-            evidence["returned_to"] = back
-            evidence["return_exit"] = restored.rc
-            rep.status = "rolled-back"
-            rep.reason = (
-                f"gate switch-test: exit {test.rc} ({test.tail(2)}); returned to known-good {back}"
-            )
-        return _fail(
-            run,
-            host,
-            "switch-test",
-            f"exit {test.rc}: {test.tail(2)}; host returned "
-            f"to {back or 'nothing (no known-good closure)'}",
-            started,
-            evidence=evidence,
+        return _failed_activation(
+            run, host, started, f"exit {test.rc} ({test.tail(2)})", evidence, set_profile=False
         )
-    if run.mode in ("switch", "boot"):
+    if run.mode.sets_profile:
         set_profile = remote(host, f"nix-env -p {PROFILE} --set {_q(new)}")
         if not set_profile.ok:
-            return _fail(
-                run,
-                host,
-                "switch-test",
-                f"cannot set the system profile: {set_profile.tail()}",
-                started,
-                evidence=evidence,
+            return _failed_activation(
+                run, host, started, f"cannot set the system profile: {set_profile.tail()}",
+                evidence, set_profile=False,
             )
-        if run.mode == "boot" and rep.previous:
+        if run.mode.keeps_running_system and rep.previous:
             # proven to activate; the running system stays until the next boot
-            _switch(host, rep.previous, "test")
-        final = _switch(host, new, run.mode)
-        evidence[f"{run.mode}_exit"] = final.rc
+            again = _switch(host, rep.previous, "test")
+            evidence["reactivate_previous_exit"] = again.rc
+            if not again.ok:
+                return _failed_activation(
+                    run, host, started, f"re-activating the running system exited {again.rc}",
+                    evidence, set_profile=True,
+                )
+        final = _switch(host, new, run.mode.value)
+        evidence[f"{run.mode.value}_exit"] = final.rc
         if not final.ok:
-            back = _last_known_good(host, new) or rep.previous
-            if back:
-                remote(host, f"nix-env -p {PROFILE} --set {_q(back)}")
-                _switch(host, back, "switch")
-                evidence["returned_to"] = back
-            return _fail(
-                run,
-                host,
-                "switch-test",
-                f"{run.mode} exit {final.rc}: {final.tail(2)}",
-                started,
-                evidence=evidence,
+            return _failed_activation(
+                run, host, started, f"{run.mode.value} exit {final.rc}: {final.tail(2)}",
+                evidence, set_profile=True,
             )
-    return _pass(run, host, "switch-test", started, f"test ok, then {run.mode}", evidence)
+    return _pass(run, host, "switch-test", started, f"test ok, then {run.mode.value}", evidence)
 
 
 @operation(is_idempotent=False)
-def switch_test() -> Generator[FunctionCommand, None, None]:
+def switch_test(run: Run) -> Generator[FunctionCommand, None, None]:
     """Gate 4: ``switch-to-configuration test``; then ``switch`` or ``boot`` by mode.
     A failed test returns the host to its previous known-good closure."""
-    yield FunctionCommand(_guarded("switch-test", _switch_test), (), {})
+    yield FunctionCommand(_guarded(run, "switch-test", _switch_test), (), {})
+
+
+# -- secrets (between gate 4 and gate 5) ---------------------------------------------------
+
+
+def _secrets(run: Run, state: Any, host: Any) -> bool:
+    """The host's encrypted files uploaded and decrypted on the host with its own host
+    key. A failure is a failed activation: back to known-good, not marked."""
+    started = time.monotonic()
+    mounts = [str(m) for m in (host.data.get("secrets") or [])]
+    if not run.mode.activates or not mounts:
+        return True
+    sdir = str(run.options.secrets_dir or host.data.get("secrets_dir") or run.repo / "secrets")
+    back_profile = run.mode.sets_profile
+    try:
+        problems = host_key_check(sdir, mounts)
+    except ConfigError as exc:
+        problems = [str(exc)]
+    if problems:
+        return _failed_activation(
+            run, host, started, "; ".join(problems), {}, back_profile, gate="secrets"
+        )
+    decrypter = run.options.sops_binary or host.data.get("sops_binary") or sops_binary_path()
+    scripts = secrets_scripts(host, sdir, mounts, str(decrypter))
+    for script in scripts:
+        res = remote(host, script)
+        if not res.ok:
+            return _failed_activation(
+                run, host, started, f"secrets install exited {res.rc}: {res.tail(2)}", {},
+                back_profile, gate="secrets",
+            )
+    detail = f"{len(mounts)} file(s) installed" if scripts else "already installed"
+    return _pass(run, host, "secrets", started, detail)
+
+
+@operation(is_idempotent=False)
+def install_secrets(run: Run) -> Generator[FunctionCommand, None, None]:
+    """Secrets: decrypted on the host with its own SSH host key into /run/secrets."""
+    yield FunctionCommand(_guarded(run, "secrets", _secrets), (), {})
 
 
 # -- gate 5: mark known-good ---------------------------------------------------------------
@@ -414,22 +520,25 @@ def prune_script(names: list[str]) -> str:
     return " && ".join(parts) if parts else "true"
 
 
-def _mark(state: Any, host: Any) -> bool:
-    run = current_run()
+def _mark(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
-    if run.mode == "dry":
+    if not run.mode.activates:
         release_lock(run, host)
         return True
     assert rep.closure
+    # a rollback's record keeps the commit (and tag) of the closure it restores,
+    # not the checkout's: `to=<commit>` must find the release, not the rollback time
+    origin = rep.gates["select"].evidence if "select" in rep.gates else {}
     record = KnownGoodRecord(
         name=record_name(utc_stamp(), rep.closure),
         host=host.name,
         closure=rep.closure,
-        commit=run.report.commit,
-        dirty=run.report.dirty,
+        commit=origin.get("commit", run.report.commit),
+        dirty=origin.get("dirty", run.report.dirty),
+        tag=origin.get("tag"),
         utc=utc_now().isoformat(),
-        kind=run.kind,
+        kind=run.kind.value,
         gates={
             g: {"result": r.result, "seconds": r.seconds, "detail": r.detail}
             for g, r in rep.gates.items()
@@ -440,40 +549,57 @@ def _mark(state: Any, host: Any) -> bool:
         return _fail(run, host, "known-good", f"cannot pin: {res.tail()}", started)
     names = [n.removesuffix(".json") for n in res.stdout.split() if n.endswith(".json")]
     doomed = pins_to_prune(names, run.keep_pins)
+    prune_note = ""
     if doomed:
-        remote(host, prune_script(doomed))
+        pruned = remote(host, prune_script(doomed))
+        if not pruned.ok:  # the new pin stands; old pins linger until the next run
+            prune_note = f"; pruning old pins failed (exit {pruned.rc}: {pruned.tail(2)})"
+            run.say(host.name, f"gate known-good: {prune_note[2:]}")
+            doomed = []
     rep.known_good = record.name
-    rep.status = "deployed"
+    rep.status = HostStatus.DEPLOYED
     release_lock(run, host)
     return _pass(
         run,
         host,
         "known-good",
         started,
-        f"pinned {record.name}",
+        f"pinned {record.name}{prune_note}",
         {"record": record.name, "gcroot": f"{GCROOT_DIR}/{record.name}", "pruned": doomed},
     )
 
 
 @operation(is_idempotent=False)
-def mark_known_good() -> Generator[FunctionCommand, None, None]:
+def mark_known_good(run: Run) -> Generator[FunctionCommand, None, None]:
     """Gate 5: an indirect GC root and a record on the host; older pins pruned."""
-    yield FunctionCommand(_guarded("known-good", _mark), (), {})
+    yield FunctionCommand(_guarded(run, "known-good", _mark), (), {})
 
 
 # -- rollback: choose the closure ------------------------------------------------------------
 
 
-def _choose_rollback(state: Any, host: Any) -> bool:
-    run = current_run()
+def _record_matches(rec: KnownGoodRecord, wanted: str) -> bool:
+    """``to=``: a record name, a closure, a release tag, or a commit (full or an
+    abbreviation of at least 7 hex digits)."""
+    if wanted in (rec.name, rec.closure, rec.tag or ""):
+        return True
+    commit = rec.commit or ""
+    return len(wanted) >= 7 and all(c in "0123456789abcdef" for c in wanted) and (
+        commit.startswith(wanted)
+    )
+
+
+def _choose_rollback(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
-    records: list[KnownGoodRecord] = host.get_fact(KnownGoodRecords) or []
-    wanted = str(host.data.get("to") or "")
+    records: RecordListing = host.get_fact(KnownGoodRecords) or RecordListing([], [])
+    for skipped in records.skipped:
+        run.say(host.name, f"warning: skipped an unreadable known-good record: {skipped}")
+    wanted = run.options.to or ""
     target: KnownGoodRecord | None = None
     if wanted:
         for rec in reversed(records):
-            if wanted in (rec.name, rec.closure, rec.tag or "", rec.commit or ""):
+            if _record_matches(rec, wanted):
                 target = rec
                 break
         if target is None:
@@ -508,11 +634,17 @@ def _choose_rollback(state: Any, host: Any) -> bool:
         "select",
         started,
         f"known-good {target.name}: {target.closure}",
-        {"record": target.name, "closure": target.closure},
+        {
+            "record": target.name,
+            "closure": target.closure,
+            "commit": target.commit,
+            "dirty": target.dirty,
+            "tag": target.tag,
+        },
     )
 
 
 @operation(is_idempotent=False)
-def select_known_good() -> Generator[FunctionCommand, None, None]:
+def select_known_good(run: Run) -> Generator[FunctionCommand, None, None]:
     """Rollback: pick the host's previous known-good closure (or ``--data to=``)."""
-    yield FunctionCommand(_guarded("select", _choose_rollback), (), {})
+    yield FunctionCommand(_guarded(run, "select", _choose_rollback), (), {})

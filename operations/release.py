@@ -65,17 +65,6 @@ def _inventory_roles(state: Any) -> dict[str, list[str]]:
     return roles
 
 
-def _releases_off(state: Any) -> bool:
-    """``--data release=off`` (or false/no/0): pins as usual, no release refs."""
-    if state is None:
-        return False
-    for host in state.inventory:
-        value = host.data.get("release")
-        if value is not None and str(value).lower() in ("0", "false", "no", "off"):
-            return True
-    return False
-
-
 def _host_data(state: Any) -> dict[str, Any]:
     return {} if state is None else {h.name: h.data for h in state.inventory}
 
@@ -207,18 +196,17 @@ def _stamp_by_rewrite(
     return errors
 
 
-def _restored_releases(run: Run, state: Any) -> dict[str, tuple[str, str]]:
+def _restored_releases(run: Run) -> dict[str, tuple[str, str]]:
     """After a rollback: host -> (its new record, the release tag of the closure it
     returned to), so the host's own record says which release it runs again."""
     if run.kind != "rollback":
         return {}
-    data = _host_data(state)
     index: TagIndex | None = None
     out: dict[str, tuple[str, str]] = {}
     for host, rep in run.report.hosts.items():
         if not passed_every_gate(rep, ROLLBACK_GATES) or not rep.known_good:
             continue
-        wanted = parse_release_tag(str((data.get(host) or {}).get("to") or ""))
+        wanted = parse_release_tag(run.options.to or "")
         if wanted is not None:  # `--to TAG`: the record matched by its tag
             out[host] = (rep.known_good, wanted.name)
             continue
@@ -243,22 +231,21 @@ def _add_to_report(paths: list[Path], releases: dict[str, Any]) -> None:
         os.replace(tmp, path)
 
 
-def publish_releases(run: Run, report_path: Path | None = None) -> list[ReleaseOutcome]:
+def publish_releases(run: Run, report_path: Path | None, state: Any) -> list[ReleaseOutcome]:
     """After a run: tag and advance what it earned; print and report it. Never raises
     (the run is over; a release problem is reported, the pins stay)."""
     started = time.monotonic()
-    state = _pyinfra_state()
     plan = ReleasePlan()
     outcomes: list[ReleaseOutcome] = []
     stamped: dict[str, str | None] = {}
     try:
-        if _releases_off(state):
+        if not run.options.release:
             plan = ReleasePlan(skipped="--data release=off")
         else:
             plan = plan_releases(run.report, _inventory_roles(state))
         if plan.skipped:
             _say(f"release: none: {plan.skipped}")
-        restored = _restored_releases(run, state)
+        restored = _restored_releases(run)
         for note in plan.notes:
             _say(f"release: {note}")
         stamper = RecordStamper(_host_data(state))

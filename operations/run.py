@@ -1,56 +1,88 @@
-"""One deploy (or rollback) run: its settings, its report, and the end of it."""
+"""One deploy (or rollback) run: its options, its report, its hosts' final states.
+
+A run is an explicit object, made and ended by ``operations.lifecycle``: the
+inventory begins it before any connection and registers it on pyinfra's state
+as a callback handler (so it sees hosts that never answer); the deploy file
+fetches it and hands it to every gate; the deploy file's last operation ends it.
+
+Gates never fail a host in pyinfra's eyes (pyinfra stops the whole run when no
+host is left): a host that fails a gate is marked in the run's report and later
+gates pass it by. At the end, the hosts that did not pass are handed to pyinfra
+as failed, so the command exits non-zero.
+"""
 
 from __future__ import annotations
 
-import atexit
 import getpass
 import os
 import secrets as _secrets
 import socket
-import subprocess
 import sys
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pyinfra.api.state import BaseStateCallback
+
 from nixify.diff.drift import DriftPolicy
-from nixify.errors import ConfigError
+from nixify.git import head_state
 from nixify.pipeline.lock import LockHolder, machine_id, process_start
-from nixify.pipeline.pins import DEFAULT_KEEP
-from nixify.pipeline.report import HostReport, RunReport, utc_now
+from nixify.pipeline.options import RunOptions
+from nixify.pipeline.report import HostReport, HostStatus, RunReport, utc_now
 
-MODES = ("dry", "test", "switch", "boot")
-
-
-def git_state(repo: Path) -> tuple[str | None, bool | None]:
-    """The commit the run deploys from, and whether the work tree was dirty."""
-    head = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
-    )
-    if head.returncode != 0:
-        return None, None
-    status = subprocess.run(
-        ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True
-    )
-    return head.stdout.strip(), bool(status.stdout.strip())
+Say = Callable[[str, str], None]
+EndRun = Callable[["Run", Any], None]
 
 
-@dataclass
-class Run:
-    """Everything a run's operations share. Created once per pyinfra process."""
+def say(host: str, message: str) -> None:
+    print(f"[{host}] {message}", file=sys.stderr, flush=True)
 
-    kind: str
-    mode: str
-    repo: Path
-    fleet_dir: Path
-    reports_dir: Path
-    policy: DriftPolicy
-    keep_pins: int
-    report: RunReport
-    lock: LockHolder
-    executed: bool = False
-    locked_hosts: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+
+class Run(BaseStateCallback):
+    """Everything a run's gates share, created once per pyinfra process."""
+
+    def __init__(self, options: RunOptions, repo: Path, on_end: EndRun) -> None:
+        self.options = options
+        self.on_end = on_end
+        self.kind = options.kind
+        self.mode = options.mode
+        self.repo = repo
+        self.fleet_dir = options.fleet_dir or repo / "fleet"
+        self.reports_dir = options.reports_dir or repo / "reports"
+        self.policy = DriftPolicy(expected=options.expect, accept=options.accept_drift)
+        self.keep_pins = options.keep_pins
+        commit, dirty = head_state(repo)
+        now = utc_now()
+        operator = socket.gethostname()
+        self.lock = LockHolder(
+            operator=operator,
+            machine_id=machine_id(),
+            user=getpass.getuser(),
+            pid=os.getpid(),
+            pid_start=process_start(os.getpid()),
+            since=now.isoformat(),
+            token=_secrets.token_hex(8),
+        )
+        self.report = RunReport(
+            kind=self.kind.value,
+            mode=self.mode.value,
+            started=now.isoformat(),
+            commit=commit,
+            dirty=dirty,
+            operator=f"{self.lock.user}@{operator}",
+        )
+        self.locked_hosts: dict[str, Any] = {}
+        self.builds: Any = None  # the run's BuildCoordinator, made by gate 1
+        self.ended = False
+        self._end_lock = threading.Lock()
+        self._unreachable: dict[str, str] = {}
+        self._connected: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Run({self.kind.value}, mode={self.mode.value})"
+
+    # -- hosts ------------------------------------------------------------------------
 
     def host_report(self, host: Any) -> HostReport:
         rep = self.report.hosts.get(host.name)
@@ -59,100 +91,73 @@ class Run:
             self.report.hosts[host.name] = rep
         return rep
 
+    def active(self, host: Any) -> bool:
+        """The host is still on its way through the gates."""
+        rep = self.report.hosts.get(host.name)
+        return rep is None or rep.status is HostStatus.PENDING
+
     def say(self, host: str, message: str) -> None:
-        print(f"[{host}] {message}", file=sys.stderr, flush=True)
+        say(host, message)
 
-    def finish(self) -> None:
-        """Release what is still locked, print the summary and write the report."""
-        from operations.build import close_masters
-        from operations.lock import release_lock
+    # -- pyinfra callbacks: hosts that never answer -------------------------------------
 
-        for host in list(self.locked_hosts.values()):
-            release_lock(self, host)
-        close_masters()
-        if not self.executed:
+    @staticmethod
+    def host_connect(state: Any, host: Any) -> None:
+        run = run_of(state)
+        if run is not None:
+            run._connected.add(host.name)
+
+    @staticmethod
+    def host_connect_error(state: Any, host: Any, error: Any) -> None:
+        run = run_of(state)
+        if run is None:
             return
-        self.report.finished = utc_now().isoformat()
+        run._unreachable[host.name] = f"unreachable at connect: {error}"
+        selected = [h for h in state.inventory if state.is_host_in_limit(h)]
+        if not run._connected and all(h.name in run._unreachable for h in selected):
+            run.on_end(run, state)  # no host answered: pyinfra runs no operation
+
+    # -- the end ----------------------------------------------------------------------
+
+    def claim_end(self) -> bool:
+        """True exactly once: for whoever ends the run."""
+        with self._end_lock:
+            if self.ended:
+                return False
+            self.ended = True
+            return True
+
+    def account_for_every_host(self, state: Any) -> None:
+        """Every selected host gets its final state: one that never answered is
+        ``unreachable``, one that stopped between gates is ``failed`` with why."""
+        if state is not None:
+            for host in state.inventory:
+                if not state.is_host_in_limit(host) or host.name in self.report.hosts:
+                    continue
+                why = self._unreachable.get(host.name)
+                if why is None and not host.connected:
+                    why = "unreachable at connect: did not answer over SSH"
+                rep = self.host_report(host)
+                if why:
+                    rep.fail(HostStatus.UNREACHABLE, why)
+                else:
+                    rep.fail(HostStatus.FAILED, "stopped before its first gate (see above)")
         for rep in self.report.hosts.values():
-            if rep.status == "pending":
-                rep.status = "failed"
-                rep.reason = rep.reason or _stopped_after(rep, self.kind)
-        path = self.report.write(self.reports_dir)
-        print("\n" + self.report.summary_table(), file=sys.stderr)
-        print(f"report: {path}", file=sys.stderr, flush=True)
-        from operations.release import publish_releases
-
-        publish_releases(self, path)
+            if rep.status is HostStatus.PENDING:
+                rep.fail(HostStatus.FAILED, rep.reason or _stopped_after(rep))
 
 
-def _stopped_after(rep: HostReport, kind: str) -> str:
-    """Why a host that no gate failed still did not finish (an operation between gates)."""
+def _stopped_after(rep: HostReport) -> str:
+    """Why a host that no gate failed still did not finish."""
     passed = [g for g, r in rep.gates.items() if r.result == "passed"]
     if not passed:
         return "stopped before its first gate (see the output above)"
-    last = passed[-1]
-    if last == "switch-test" and kind == "deploy":
-        return "secrets install failed after gate 4 (see the output above); not marked"
-    return f"stopped after gate {last} (see the output above)"
+    return f"stopped after gate {passed[-1]} (see the output above)"
 
 
-_RUN: Run | None = None
-
-
-def _flag(value: Any) -> bool:
-    return str(value).lower() in ("1", "true", "yes", "on")
-
-
-def start_run(kind: str, data: Any, repo: Path) -> Run:
-    """The run of this process (created on first call, from the hosts' --data)."""
-    global _RUN
-    if _RUN is not None:
-        return _RUN
-    mode = str(data.get("mode") or "switch")
-    if mode not in MODES:
-        raise ConfigError(f"--data mode={mode}: mode must be one of {', '.join(MODES)}")
-    expect = data.get("expect") or ""
-    expected = frozenset(x.strip() for x in str(expect).split(",") if x.strip())
-    keep = int(data.get("keep_pins") or DEFAULT_KEEP)
-    if keep < 1:
-        raise ConfigError(f"--data keep_pins={keep}: at least one pin is always kept")
-    commit, dirty = git_state(repo)
-    now = utc_now()
-    operator = socket.gethostname()
-    lock = LockHolder(
-        operator=operator,
-        machine_id=machine_id(),
-        user=getpass.getuser(),
-        pid=os.getpid(),
-        pid_start=process_start(os.getpid()),
-        since=now.isoformat(),
-        token=_secrets.token_hex(8),
-    )
-    fleet_dir = Path(str(data.get("fleet_dir") or repo / "fleet"))
-    reports_dir = Path(str(data.get("reports_dir") or repo / "reports"))
-    _RUN = Run(
-        kind=kind,
-        mode=mode,
-        repo=repo,
-        fleet_dir=fleet_dir,
-        reports_dir=reports_dir,
-        policy=DriftPolicy(expected=expected, accept=_flag(data.get("accept_drift"))),
-        keep_pins=keep,
-        report=RunReport(
-            kind=kind,
-            mode=mode,
-            started=now.isoformat(),
-            commit=commit,
-            dirty=dirty,
-            operator=f"{lock.user}@{operator}",
-        ),
-        lock=lock,
-    )
-    atexit.register(_RUN.finish)
-    return _RUN
-
-
-def current_run() -> Run:
-    if _RUN is None:
-        raise RuntimeError("no deploy run started")
-    return _RUN
+def run_of(state: Any) -> Run | None:
+    """The run registered on pyinfra's ``state``, if any."""
+    for handler in getattr(state, "callback_handlers", ()):
+        if isinstance(handler, Run):
+            return handler
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import logging
 import shlex
 from collections.abc import Generator, Mapping, Sequence
@@ -22,9 +21,9 @@ from pyinfra.api.command import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.facts import FactBase
 from pyinfra.api.operation import operation
 from pyinfra.context import host
-from pyinfra.operations import files
 
 from nixify.errors import ConfigError
+from nixify.paths import repo_root
 from nixify.secrets.audit import stale_mounts
 from nixify.secrets.install import (
     HELPER_REMOTE,
@@ -127,6 +126,57 @@ def host_key_check(secrets_dir: str | Path, mounts: Sequence[str]) -> list[str]:
     return problems
 
 
+def secrets_scripts(
+    host: Any,
+    secrets_dir: str,
+    mounts: Sequence[str],
+    decrypter: str,
+    python: str = "python3",
+    declared: Mapping[str, SecretFileSpec] | None = None,
+    remote_dir: str = REMOTE_ENCRYPTED_DIR,
+    force: bool = False,
+) -> list[str]:
+    """The shell scripts that install ``host``'s secrets, in order (empty when what is
+    installed is already this). Only encrypted sops files travel; each script is
+    small enough for one command line (large files go in chunks first)."""
+    if not mounts:
+        return []
+    staged: list[tuple[str, bytes, str]] = [(HELPER_REMOTE, helper_source().read_bytes(), "0500")]
+    for rel in mounts:
+        if ".." in Path(rel).parts or rel.startswith("/"):
+            raise ConfigError(f"host {host.name}: secret path {rel!r} must be relative")
+        local = Path(secrets_dir) / rel
+        # refuses anything that is not an encrypted sops file: plaintext never travels
+        SopsFile.load(local)
+        staged.append((f"{remote_dir}/{rel}", local.read_bytes(), "0600"))
+    plan = plan_for(host.name, list(mounts), decrypter, python, declared)
+    digest = hashlib.sha256()
+    for dest, data, mode in staged:
+        digest.update(f"{dest}\0{mode}\0{len(data)}\0".encode() + data)
+    digest.update(plan.script().encode())
+    installed = host.get_fact(SecretsInstalled, digest_file=f"{remote_dir}/{_DIGEST}")
+    if installed == digest.hexdigest() and not force:
+        return []
+    scripts: list[str] = []
+    stage = ""
+    for dest, data, mode in staged:
+        q, tmp = shlex.quote, shlex.quote(dest + ".tmp")
+        chunks = [data[i : i + _INLINE_LIMIT] for i in range(0, len(data), _INLINE_LIMIT)]
+        head = f"mkdir -p {q(str(Path(dest).parent))} && : > {tmp} && chmod {mode} {tmp}"
+        writes = [f"printf %s {q(base64.b64encode(c).decode())} | base64 -d >> {tmp}"
+                  for c in chunks]
+        done = f"mv -f {tmp} {q(dest)}"
+        if len(data) > _INLINE_LIMIT:  # its own commands, before the install
+            scripts.append("set -eu\numask 077\n" + head)
+            scripts.extend("set -eu\n" + w for w in writes)
+            stage += done + "\n"
+        else:  # one round trip: the encrypted files travel inside the install script
+            stage += " && ".join([head, *writes, done]) + "\n"
+    record = f"printf '%s\\n' {digest.hexdigest()} > {shlex.quote(remote_dir + '/' + _DIGEST)}\n"
+    scripts.append("set -eu\numask 077\n" + stage + plan.script() + record)
+    return scripts
+
+
 @operation()
 def install_secrets(
     secrets_dir: str,
@@ -146,58 +196,18 @@ def install_secrets(
     + declared: per file mode/owner/group overrides (default 0400 root:root)
     + force: install a new generation even when nothing changed
     """
-    if not mounts:
-        return
-    staged: list[tuple[str, bytes, str]] = [(HELPER_REMOTE, helper_source().read_bytes(), "0500")]
-    for rel in mounts:
-        if ".." in Path(rel).parts or rel.startswith("/"):
-            raise ConfigError(f"host {host.name}: secret path {rel!r} must be relative")
-        local = Path(secrets_dir) / rel
-        # refuses anything that is not an encrypted sops file: plaintext never travels
-        SopsFile.load(local)
-        staged.append((f"{remote_dir}/{rel}", local.read_bytes(), "0600"))
-    plan = plan_for(host.name, list(mounts), decrypter, python, declared)
-    digest = hashlib.sha256()
-    for dest, data, mode in staged:
-        digest.update(f"{dest}\0{mode}\0{len(data)}\0".encode() + data)
-    digest.update(plan.script().encode())
-    installed = host.get_fact(SecretsInstalled, digest_file=f"{remote_dir}/{_DIGEST}")
-    if installed == digest.hexdigest() and not force:
+    scripts = secrets_scripts(
+        host, secrets_dir, mounts, decrypter, python, declared, remote_dir, force
+    )
+    if not scripts:
         host.noop(f"secrets of {host.name} already installed")
-        return
-    if sum(len(d) for _, d, _ in staged) > _INLINE_LIMIT:
-        # large secrets: upload file by file (pyinfra's put), then install
-        for dest, data, mode in staged:
-            yield from files.put._inner(
-                src=io.BytesIO(data), dest=dest, mode=mode, create_remote_dir=True
-            )
-        stage = ""
-    else:
-        # one round trip: the encrypted files (never plaintext) travel inside the script
-        stage = "".join(
-            f"mkdir -p {shlex.quote(str(Path(dest).parent))} && "
-            f"printf %s {shlex.quote(base64.b64encode(data).decode())} | base64 -d > "
-            f"{shlex.quote(dest + '.tmp')} && chmod {mode} {shlex.quote(dest + '.tmp')} && "
-            f"mv -f {shlex.quote(dest + '.tmp')} {shlex.quote(dest)}\n"
-            for dest, data, mode in staged
-        )
-    record = f"printf '%s\\n' {digest.hexdigest()} > {shlex.quote(remote_dir + '/' + _DIGEST)}\n"
-    script = "set -eu\numask 077\n" + stage + plan.script() + record
-    yield StringCommand("sh", "-c", QuoteString(script))
+    for script in scripts:
+        yield StringCommand("sh", "-c", QuoteString(script))
 
 
 def _refuse(state: Any, host: Any, message: str) -> bool:
-    """A command that fails the host with ``message`` (no secret in it); a deploy
-    run's report and summary name it as the host's reason."""
+    """A command that fails the host with ``message`` (no secret in it)."""
     host.log_styled(message, fg="red", log_func=logger.error)
-    from operations import run as deploy_run
-
-    current = deploy_run._RUN
-    if current is not None:
-        from operations.lock import release_lock
-
-        current.host_report(host).fail("failed", f"secrets: {message}")
-        release_lock(current, host)
     return False
 
 
@@ -229,11 +239,7 @@ def deploy_secrets(
     if not mounts:
         host.noop(f"{host.name} mounts no secrets")
         return
-    sdir = secrets_dir or host.data.get("secrets_dir")
-    if not sdir:
-        from nixify.paths import repo_root
-
-        sdir = str(repo_root() / "secrets")
+    sdir = secrets_dir or host.data.get("secrets_dir") or str(repo_root() / "secrets")
     try:
         problems = host_key_check(sdir, mounts)
     except ConfigError as exc:

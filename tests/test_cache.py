@@ -315,17 +315,19 @@ def test_lab_key_is_made_once_kept_and_never_overwritten(tmp_path: Path) -> None
 def test_a_bad_cache_config_fails_every_host_of_the_run_by_name(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
+    from nixify.pipeline.options import RunOptions
     from operations.build import BuildCoordinator
 
     bad = tmp_path / "cache.yaml"
     bad.write_text("url: gopher://cache\npublic_keys: []\n")
-    data = {"role": "nas", "builders": ["builder-1"], "cache_config": str(bad)}
+    data = {"role": "nas", "builders": ["builder-1"]}
     hosts = [SimpleNamespace(name=n, data=dict(data)) for n in ("nas-1", "nas-2")]
     state = SimpleNamespace(inventory=SimpleNamespace(
         get_active_hosts=lambda: hosts,
         get_host=lambda name: SimpleNamespace(name=name, data={"role": "remote_builder"}),
     ))
-    coord = BuildCoordinator(tmp_path, lambda *_: None, repo=tmp_path)
+    options = RunOptions.parse({"cache_config": str(bad)})
+    coord = BuildCoordinator(tmp_path, lambda *_: None, tmp_path, options, lambda _h: True)
     for h in hosts:
         out = coord.outcome(state, h)
         assert out.error and out.error.startswith("binary cache: ")

@@ -37,12 +37,12 @@ def host_report(host: str, role: str, closure: str, ok: bool = True) -> HostRepo
         evidence = {"diff": {"packages": [{"name": "samba", "old_versions": ["4.20.2"],
                                            "new_versions": ["4.20.3"]}],
                              "added": [], "removed": []}} if g == "diff" else {}
-        rep.gate(g, GateResult("passed", 0.5, detail, evidence))
+        rep.gate(g, GateResult(result="passed", seconds=0.5, detail=detail, evidence=evidence))
     if ok:
         rep.known_good = f"20261130T040000Z-{closure[11:19]}"
         rep.status = "deployed"
     else:
-        rep.gates["switch-test"] = GateResult("failed", 0.1, "exit 4")
+        rep.gates["switch-test"] = GateResult(result="failed", seconds=0.1, detail="exit 4")
         del rep.gates["known-good"]
         rep.fail("rolled-back", "gate switch-test: exit 4")
     return rep

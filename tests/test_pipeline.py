@@ -387,7 +387,7 @@ def test_11_the_same_deploy_runs_on_the_real_fleet_inventory(
     proc = fleet_deploy()
     assert proc.returncode != 0
     reason = latest_report(project)["hosts"]["nas-3"]["reason"]
-    assert reason.startswith("secrets:") and "common/ntp.yaml" in reason, reason
+    assert reason.startswith("gate secrets:") and "common/ntp.yaml" in reason, reason
     assert "internal exception" not in proc.stdout + proc.stderr
     assert pins(lab, "nas-3") == pins_before  # no known-good without its secrets
     proc = fleet_deploy("--data", f"secrets_dir={lab.dir}/secrets")

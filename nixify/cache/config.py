@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from nixify.errors import ConfigError
-from nixify.secrets.recipients import atomic_write
+from nixify.util import atomic_write
 
 CONFIG_ENV = "NIXIFY_CACHE_CONFIG"
 CONFIG_NAME = "cache.yaml"

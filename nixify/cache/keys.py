@@ -21,9 +21,9 @@ import pyrage
 
 from nixify.errors import ConfigError
 from nixify.nix import nix_environ
-from nixify.secrets.recipients import atomic_write
 from nixify.secrets.sopsfile import SopsFile, encrypt_tree
 from nixify.secrets.tree import Branch, Comment
+from nixify.util import atomic_write
 
 KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _KEY_TEXT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*):([A-Za-z0-9+/]+={0,2})$")

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 LOCK_DIR = "/var/lib/nixify/deploy.lock"
 STALE_AFTER = timedelta(hours=2)
 
 
-@dataclass(frozen=True)
-class LockHolder:
-    """Recorded in the lock: the operator machine, user and process of a deploy."""
+LOCK_SCHEMA = 1
 
+
+class LockHolder(BaseModel):
+    """Recorded in the lock: the operator machine, user and process of a deploy.
+    Read forward-compatibly (fields of a newer nixify are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: int = LOCK_SCHEMA
     operator: str
     machine_id: str
     user: str
@@ -27,14 +34,20 @@ class LockHolder:
         return f"{self.user}@{self.operator} (pid {self.pid}) since {self.since}"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.model_dump(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> LockHolder | None:
+        """The holder, or None when the record cannot be read."""
         try:
             raw = json.loads(text)
-            return cls(**raw)
-        except (ValueError, TypeError):
+        except ValueError:
+            return None
+        if not isinstance(raw, dict):
+            return None
+        try:
+            return cls.model_validate(raw)
+        except ValidationError:
             return None
 
 

@@ -1,14 +1,23 @@
-"""What a deploy run did, per host and per gate: printed, and written as JSON."""
+"""What a deploy run did, per host and per gate: printed, and written as JSON.
+
+The report is typed (pydantic) and carries a schema version; a reader of an
+older or newer report ignores what it does not know.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass, field
+from collections import Counter
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from nixify.util import atomic_write
+
+REPORT_SCHEMA = 2
 GATES: tuple[str, ...] = ("build", "diff", "dry-activate", "switch-test", "known-good")
 GATE_TITLES = {
     "build": "1 build",
@@ -28,18 +37,43 @@ def utc_stamp(when: datetime | None = None) -> str:
     return (when or utc_now()).strftime("%Y%m%dT%H%M%SZ")
 
 
-@dataclass
-class GateResult:
-    """One gate on one host: passed, failed or skipped, how long, and its evidence."""
+class GateOutcome(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
-    result: str  # "passed" | "failed" | "skipped"
+
+class HostStatus(StrEnum):
+    """A host's final state in a run."""
+
+    PENDING = "pending"  # still running (never in a finished report)
+    DEPLOYED = "deployed"  # every gate passed, pinned
+    DRY_RUN = "dry-run"  # gates 1-3 passed, nothing activated
+    FAILED = "failed"  # a gate failed; the host is on its known-good system
+    SKIPPED = "skipped"  # not deployed, by design (no builder, ...)
+    ROLLED_BACK = "rolled-back"  # activation failed and the return to known-good succeeded
+    UNREACHABLE = "unreachable"  # the host did not answer (at which gate: the reason says)
+
+    @property
+    def ok(self) -> bool:
+        return self in (HostStatus.DEPLOYED, HostStatus.DRY_RUN)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+
+class GateResult(_Model):
+    """One gate on one host: passed, failed or skipped, when, how long, its evidence."""
+
+    result: GateOutcome
     seconds: float = 0.0
     detail: str = ""
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    started: str | None = None  # UTC, ISO 8601
 
 
-@dataclass
-class HostReport:
+class HostReport(_Model):
     """One host's path through the gates."""
 
     host: str
@@ -50,23 +84,23 @@ class HostReport:
     closure: str | None = None
     previous: str | None = None
     diff: dict[str, int] | None = None
-    gates: dict[str, GateResult] = field(default_factory=dict)
+    gates: dict[str, GateResult] = Field(default_factory=dict)
     known_good: str | None = None
-    status: str = "pending"  # pending | deployed | dry-run | failed | skipped | rolled-back
+    status: HostStatus = HostStatus.PENDING
     reason: str | None = None
 
     def gate(self, name: str, result: GateResult) -> None:
         self.gates[name] = result
 
-    def fail(self, status: str, reason: str) -> None:
-        self.status = status
+    def fail(self, status: HostStatus | str, reason: str) -> None:
+        self.status = HostStatus(status)
         self.reason = reason
 
 
-@dataclass
-class RunReport:
+class RunReport(_Model):
     """A whole run: who, what commit, when, every host."""
 
+    schema_version: int = REPORT_SCHEMA
     kind: str  # "deploy" | "rollback"
     mode: str
     started: str
@@ -74,25 +108,32 @@ class RunReport:
     dirty: bool | None = None
     operator: str = ""
     finished: str | None = None
-    hosts: dict[str, HostReport] = field(default_factory=dict)
+    hosts: dict[str, HostReport] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return all(h.status in ("deployed", "dry-run") for h in self.hosts.values())
+        return bool(self.hosts) and all(h.status.ok for h in self.hosts.values())
+
+    def counts(self) -> dict[str, int]:
+        """Hosts by final state."""
+        return dict(sorted(Counter(h.status.value for h in self.hosts.values()).items()))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = self.model_dump(mode="json")
+        doc["counts"] = self.counts()
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RunReport:
+        return cls.model_validate(doc)
 
     def write(self, directory: Path) -> Path:
         """Write ``<kind>-<UTC>.json`` and ``latest.json`` atomically."""
-        directory.mkdir(parents=True, exist_ok=True)
         stamp = self.started.replace("-", "").replace(":", "").split(".")[0]
         path = directory / f"{self.kind}-{stamp}.json"
         text = json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
         for target in (path, directory / "latest.json"):
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, target)
+            atomic_write(target, text, sync_dir=False)
         return path
 
     def summary_table(self) -> str:
@@ -110,8 +151,9 @@ class RunReport:
             for g in GATES:
                 gr = h.gates.get(g)
                 cells.append(f"{(marks.get(gr.result, gr.result) if gr else '.'):<14}")
-            status = h.status + (f": {h.reason}" if h.reason else "")
+            status = h.status.value + (f": {h.reason}" if h.reason else "")
             lines.append(f"{name:<{width}}  " + "  ".join(cells) + "  " + status)
-        done = sum(1 for h in self.hosts.values() if h.status in ("deployed", "dry-run"))
-        lines.append(f"{done}/{len(names)} hosts passed every gate they ran")
+        done = sum(1 for h in self.hosts.values() if h.status.ok)
+        counts = ", ".join(f"{n} {s}" for s, n in self.counts().items())
+        lines.append(f"{done}/{len(names)} hosts passed every gate they ran ({counts})")
         return "\n".join(lines)

@@ -12,7 +12,7 @@ from nixify.errors import ConfigError
 from nixify.secrets.audit import audit, mounts_from_fleet, verify_files
 from nixify.secrets.keys import find_identities, identities_from_file
 from nixify.secrets.provision import load_mounts
-from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord, atomic_write
+from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
 from nixify.secrets.rekey import MOUNTS_NAME, RekeyReport, discover, plan_jobs, rekey_paths
 from nixify.secrets.rules import (
     CONFIG_NAME,
@@ -24,6 +24,7 @@ from nixify.secrets.rules import (
 )
 from nixify.secrets.sopsfile import SopsFile
 from nixify.secrets.ssh_to_age import age_recipients_from_text, private_key_to_age_identity
+from nixify.util import atomic_write
 
 
 def _read_input(path: str | None, binary: bool) -> Any:

@@ -20,11 +20,12 @@ import pyrage
 
 from nixify.errors import ConfigError
 from nixify.secrets.keys import identities_from_file
-from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord, atomic_write
+from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
 from nixify.secrets.rekey import MOUNTS_NAME, RekeyReport, plan_jobs, run_rekey
 from nixify.secrets.rules import CONFIG_NAME, compute_rules, render_sops_yaml
 from nixify.secrets.sopsfile import encrypt_tree, format_of
 from nixify.secrets.tree import Branch, Comment
+from nixify.util import atomic_write
 
 
 @dataclass(frozen=True)

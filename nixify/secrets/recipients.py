@@ -16,8 +16,6 @@ keeps the line so a reader can check the derivation.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +25,7 @@ import yaml
 
 from nixify.errors import ConfigError
 from nixify.secrets.ssh_to_age import recipient_of_public_line
+from nixify.util import atomic_write
 
 RECORD_NAME = "recipients.yaml"
 
@@ -138,42 +137,6 @@ class RecipientsRecord:
             return False
         atomic_write(path, text.encode())
         return True
-
-
-def fsync_dir(directory: Path) -> None:
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int | None = None, sync_dir: bool = True) -> None:
-    """Replace ``path`` by ``data``: temp file in the same dir, fsync, rename, fsync dir.
-
-    With ``sync_dir=False`` the caller fsyncs the directory itself (once for many
-    files); the file is still either old or new at every instant.
-    """
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    if mode is None:
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if sync_dir:
-        fsync_dir(directory)
 
 
 def with_operator(record: RecipientsRecord, name: str, recipient: str) -> RecipientsRecord:

@@ -25,7 +25,7 @@ import pyrage
 
 from nixify.errors import ConfigError
 from nixify.secrets.keys import find_identities, identities_from_file
-from nixify.secrets.recipients import RECORD_NAME, atomic_write, fsync_dir
+from nixify.secrets.recipients import RECORD_NAME
 from nixify.secrets.rules import (
     CONFIG_NAME,
     LoadedRule,
@@ -34,6 +34,7 @@ from nixify.secrets.rules import (
     load_sops_yaml,
 )
 from nixify.secrets.sopsfile import SopsError, SopsFile
+from nixify.util import atomic_write, fsync_dir
 
 # .env/.ini/.bin are sops formats nixify does not handle: discovered so that a rekey
 # reports them (SopsFile.load refuses them by name) instead of skipping them silently
