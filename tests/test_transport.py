@@ -200,3 +200,57 @@ def test_ssh_arguments_and_nix_copy_command() -> None:
     r = Recorder()
     copy_closure(r, ["/nix/store/abc-x"], "root@127.0.0.11", ssh_options=["-p", "2222"])
     assert r.seen == "NIX_SSHOPTS='-p 2222' nix copy --to ssh://root@127.0.0.11 /nix/store/abc-x"
+
+
+class _Output:
+    def __init__(self, stdout: str, stderr: str) -> None:
+        self.stdout_lines = stdout.splitlines()
+        self.stderr = stderr
+
+
+class _PyinfraHost:
+    """A pyinfra host stand-in: runs the command it is given with sh, locally, the
+    way pyinfra's connector would (stdin written as text lines)."""
+
+    name = "nas-1"
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.fail = fail
+        self.calls: list[dict[str, object]] = []
+
+    def run_shell_command(self, command, print_output=False, **kw):  # type: ignore[no-untyped-def]
+        self.calls.append({"print_output": print_output, **kw})
+        if self.fail is not None:
+            raise self.fail
+        stdin = "".join(f"{line}\n" for line in kw.get("_stdin", []))  # type: ignore[attr-defined]
+        proc = subprocess.run(["sh", "-c", command.get_raw_value()], input=stdin.encode(),
+                              capture_output=True)
+        return proc.returncode == 0, _Output(proc.stdout.decode(), proc.stderr.decode())
+
+
+def test_the_pyinfra_adapter_carries_exit_codes_stdin_and_connection_errors() -> None:
+    from nixify.transport import PyinfraTransport
+
+    host = _PyinfraHost()
+    t = PyinfraTransport(host)
+    res = t.run("echo one; echo two; echo err >&2; exit 4", timeout=30)
+    assert (res.host, res.rc, res.stdout, res.stderr) == ("nas-1", 4, "one\ntwo", "err\n")
+    assert host.calls[-1] == {"print_output": False, "_timeout": 30}
+    assert t.run(["printf", "%s", "a b'c"]).stdout == "a b'c"
+    assert t.run("cat", stdin=b"\x00\x01binary\nlines").stdout == "\x00\x01binary\nlines"
+
+    from operations.remote import Remote, quote_argv, run
+
+    got = run(host, "echo hi; exit 2")
+    assert isinstance(got, Remote) and (got.rc, got.stdout, got.ok) == (2, "hi", False)
+    assert quote_argv(["a b", "c"]) == "'a b' c"
+
+    class SSHException(Exception):  # paramiko's, by name
+        pass
+
+    for exc in (EOFError(), SSHException("No existing session"), TimeoutError(),
+                ConnectionResetError("reset")):
+        with pytest.raises(HostUnreachable, match=r"^nas-1: did not answer"):
+            PyinfraTransport(_PyinfraHost(exc)).run("true")
+    with pytest.raises(KeyError):
+        PyinfraTransport(_PyinfraHost(KeyError("a bug stays a bug"))).run("true")
