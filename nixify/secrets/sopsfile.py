@@ -554,9 +554,14 @@ def _check_metadata(sops_node: Branch, where: str) -> list[AgeStanza]:
         raise fail(["age"], "no age recipient")
     age: list[AgeStanza] = []
     for i, entry in enumerate(stanzas):
-        if not isinstance(entry, Branch) or sorted(entry.keys()) != ["enc", "recipient"]:
+        pairs = (
+            {e[0]: e[1] for e in entry.entries if not isinstance(e, Comment)}
+            if isinstance(entry, Branch)
+            else {}
+        )
+        if len(pairs) != 2 or "recipient" not in pairs or "enc" not in pairs:
             raise fail(["age", i], "expected exactly recipient and enc")
-        recipient, enc = entry.get("recipient"), entry.get("enc")
+        recipient, enc = pairs["recipient"], pairs["enc"]
         if not isinstance(recipient, str) or not recipient:
             raise fail(["age", i, "recipient"], "expected an age recipient")
         if not isinstance(enc, str):

@@ -277,10 +277,15 @@ class _Reader:
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# Untagged nodes keep these tags: a plain scalar's type is go-yaml's, by resolve_plain,
+# not PyYAML's resolver (which would only cost time here).
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+
+
 class _StrictComposer:
-    """PyYAML's node tree, composed from the parser's events with sops files' rules:
-    one document, string keys given once, no anchors, aliases or merge keys, at most
-    ``MAX_DEPTH`` nested collections. Refusals name the key path."""
+    """PyYAML's node tree, composed from the parser's events, refusing the first anchor
+    or alias (naming its key path) before it is expanded anywhere, and nesting deeper
+    than ``MAX_DEPTH``. Only for text holding ``&`` or ``*`` (see ``compose``)."""
 
     def __init__(self, text: str, where: str) -> None:
         self.where = where
@@ -308,9 +313,7 @@ class _StrictComposer:
         if event.anchor is not None:
             raise self.fail(trail, f"YAML anchor &{event.anchor} (sops writes none)")
         if isinstance(event, yaml.ScalarEvent):
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = self.events.resolve(ScalarNode, event.value, event.implicit)
+            tag = event.tag if event.tag not in (None, "!") else _STR
             start, end = _span(event)
             return ScalarNode(tag, event.value, start, end, event.style)
         if depth >= MAX_DEPTH:
@@ -320,32 +323,18 @@ class _StrictComposer:
                 f"nested deeper than {MAX_DEPTH} levels"
             )
         if isinstance(event, yaml.SequenceStartEvent):
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = self.events.resolve(SequenceNode, None, event.implicit)
+            tag = event.tag if event.tag not in (None, "!") else _SEQ
             seq = SequenceNode(tag, [], _span(event)[0], None, flow_style=event.flow_style)
             while not self.events.check_event(yaml.SequenceEndEvent):
                 seq.value.append(self.node([*trail, len(seq.value)], depth + 1))
             seq.end_mark = self.events.get_event().end_mark
             return seq
         if isinstance(event, yaml.MappingStartEvent):
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = self.events.resolve(MappingNode, None, event.implicit)
+            tag = event.tag if event.tag not in (None, "!") else _MAP
             mapping = MappingNode(tag, [], _span(event)[0], None, flow_style=event.flow_style)
-            seen: set[str] = set()
             while not self.events.check_event(yaml.MappingEndEvent):
                 knode = self.node(trail, depth + 1)
-                if not isinstance(knode, ScalarNode):
-                    raise self.fail(trail, f"line {knode.start_mark.line + 1}: complex mapping key")
-                key = str(knode.value)
-                if key == "<<":
-                    raise self.fail([*trail, key], "YAML merge key (sops writes none)")
-                if key in seen:
-                    raise self.fail(
-                        [*trail, key], f"key given twice (line {knode.start_mark.line + 1})"
-                    )
-                seen.add(key)
+                key = str(knode.value) if isinstance(knode, ScalarNode) else "?"
                 mapping.value.append((knode, self.node([*trail, key], depth + 1)))
             mapping.end_mark = self.events.get_event().end_mark
             return mapping
@@ -366,12 +355,25 @@ def check_size(text: str, where: str) -> None:
 
 
 def compose(text: str, where: str = "<yaml>") -> yaml.Node | None:
-    """The node tree of ``text`` (libyaml's parser when available), strictly: see
-    ``_StrictComposer``."""
+    """The node tree of ``text`` (libyaml's parser when available), held to what sops
+    writes: one document, string keys given once, no anchors, aliases or merge keys,
+    at most ``MAX_DEPTH`` nested collections and ``MAX_BYTES`` of text. Refusals
+    name the key path.
+
+    Text without ``&`` and ``*`` can hold no anchor or alias, and libyaml composes it
+    (the fast path every file sops writes takes); other text is composed event by
+    event, so that an alias bomb is refused at its first anchor, never expanded.
+    """
     check_size(text, where)
-    composer = _StrictComposer(text, where)
     try:
-        return composer.document()
+        if "&" in text or "*" in text:
+            composer = _StrictComposer(text, where)
+            try:
+                root = composer.document()
+            finally:
+                composer.events.dispose()
+        else:
+            root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or ""
         if "nesting depth" in problem:  # libyaml's own depth bound (1000)
@@ -379,8 +381,46 @@ def compose(text: str, where: str = "<yaml>") -> yaml.Node | None:
             line = f"line {mark.line + 1}: " if mark is not None else ""
             raise YamlFormatError(f"{where}: {line}nested deeper than {MAX_DEPTH} levels") from exc
         raise YamlFormatError(f"{where}: invalid YAML: {exc}") from exc
-    finally:
-        composer.events.dispose()
+    if root is not None:
+        _check_nodes(root, where)
+    return root
+
+
+def _check_nodes(root: yaml.Node, where: str) -> None:
+    """Keys given twice, merge keys, complex keys and depth, walked without recursion."""
+    stack: list[tuple[yaml.Node, list[Step], int]] = [(root, [], 0)]
+    while stack:
+        node, trail, depth = stack.pop()
+        if isinstance(node, ScalarNode):
+            continue
+        if depth >= MAX_DEPTH:
+            shown = trail[:6]
+            raise YamlFormatError(
+                f"{where}: {show_path(shown)}{'...' if shown != trail else ''}: "
+                f"nested deeper than {MAX_DEPTH} levels"
+            )
+        if isinstance(node, SequenceNode):
+            stack.extend((v, [*trail, i], depth + 1) for i, v in enumerate(node.value))
+            continue
+        seen: set[str] = set()
+        for knode, vnode in node.value:
+            if not isinstance(knode, ScalarNode):
+                raise YamlFormatError(
+                    f"{where}: {show_path(trail)}: line {knode.start_mark.line + 1}: "
+                    "complex mapping key"
+                )
+            key = str(knode.value)
+            if key == "<<":
+                raise YamlFormatError(
+                    f"{where}: {show_path([*trail, key])}: YAML merge key (sops writes none)"
+                )
+            if key in seen:
+                raise YamlFormatError(
+                    f"{where}: {show_path([*trail, key])}: key given twice "
+                    f"(line {knode.start_mark.line + 1})"
+                )
+            seen.add(key)
+            stack.append((vnode, [*trail, key], depth + 1))
 
 
 def load(text: str, where: str = "<yaml>") -> Branch:
