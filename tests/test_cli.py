@@ -9,8 +9,7 @@ from nixify import cli
 
 def test_every_fast_command_is_registered_by_its_module() -> None:
     for command, module in cli.FAST_COMMANDS.items():
-        if not cli._module_present(module):
-            continue
+        assert cli._module_present(module), f"{command}: module {module} is missing"
         parser = cli.build_parser(module)
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         assert command in sub.choices, (command, module)

@@ -76,6 +76,7 @@ def wait_for_lock(lab: LabState, host: str, timeout: float = 60) -> None:
         if ssh(lab, host, "test -d /var/lib/nixify/deploy.lock", check=False).returncode == 0:
             return
         time.sleep(0.1)
+    raise AssertionError(f"{host}: no deploy lock appeared within {timeout}s")
 
 
 def build_logs(lab: LabState, host: str) -> int:
@@ -112,7 +113,7 @@ def test_1_full_deploy_of_every_host(lab: LabState, project: Path) -> None:
         assert rep["builder"] in ("builder-1", "cloud-builder-1") and rep["builder"] != h.name
         built_on = rep["gates"]["build"]["evidence"]["built_on"]
         assert built_on and set(built_on) <= {"builder-1", "cloud-builder-1"}, built_on
-    assert (project / "reports").glob("deploy-*.json")
+    assert list((project / "reports").glob("deploy-*.json"))
     # each host's secrets were decrypted on the host, 0400, and never shown
     fleet = {h.name: h for h in lab.hosts}
     from nixify.inventory import load_fleet
