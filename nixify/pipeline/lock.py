@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-from datetime import datetime, timedelta
+import shlex
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from nixify.transport import Transport
 
 LOCK_DIR = "/var/lib/nixify/deploy.lock"
 STALE_AFTER = timedelta(hours=2)
@@ -91,3 +96,103 @@ def lock_is_stale(holder: LockHolder | None, now: datetime, here: str) -> str | 
     if now - since > STALE_AFTER:
         return f"it is older than {STALE_AFTER}"
     return None
+
+
+# -- taking and releasing it on a host ----------------------------------------------------
+#
+# Every change to the lock runs on the host under ``flock`` on a guard file, so
+# taking, replacing and releasing are atomic with respect to each other, whoever
+# runs them. The lock (``LOCK_DIR/holder.json``) becomes visible only complete:
+# its holder record is written in a fresh directory that is then renamed into
+# place. A stale lock is replaced only by compare-and-swap: the operator names
+# the digest of the holder record it judged stale, and the host replaces the
+# lock only if that record is still the one in place. Of many operators that
+# find the same stale lock, exactly one wins; the others then see the winner's
+# live lock and are refused, naming it.
+
+_HOLDER = f"{LOCK_DIR}/holder.json"
+_PARENT = LOCK_DIR.rsplit("/", 1)[0]
+_GUARD = f"{_PARENT}/.deploy.lock.guard"
+GUARD_WAIT = 30  # seconds another operator's lock step may take
+
+
+def take_script(holder: LockHolder, replace_digest: str = "") -> str:
+    """Take the lock; with ``replace_digest``, replace a lock whose holder record has
+    that digest. Prints ``ACQUIRED``, or ``HELD <digest>`` and the record in place,
+    or ``BUSY`` when the guard could not be had."""
+    data = shlex.quote(base64.b64encode(holder.to_json().encode()).decode())
+    new = f"{_PARENT}/.deploy.lock.new.{holder.token}"
+    q = shlex.quote
+    return "\n".join(
+        [
+            f"mkdir -p {q(_PARENT)} || exit 1",
+            f"exec 9>>{q(_GUARD)} || exit 1",
+            f"flock -w {GUARD_WAIT} 9 || {{ echo BUSY; exit 0; }}",
+            f"if [ -e {q(LOCK_DIR)} ]; then",
+            f"  cur=$(cat {q(_HOLDER)} 2>/dev/null; printf x)",
+            '  cur="${cur%x}"',
+            "  sum=$(printf %s \"$cur\" | sha256sum | cut -d' ' -f1)",
+            f"  if [ \"$sum\" != {q(replace_digest)} ]; then",
+            '    echo "HELD $sum"; printf %s "$cur"; exit 0',
+            "  fi",
+            f"  rm -rf {q(LOCK_DIR)} || exit 1",
+            "fi",
+            f"rm -rf {q(new)} && mkdir -p {q(new)} || exit 1",
+            f"printf %s {data} | base64 -d > {q(new + '/holder.json')} || exit 1",
+            f"sync {q(new + '/holder.json')} 2>/dev/null",
+            f"mv -T {q(new)} {q(LOCK_DIR)} && echo ACQUIRED",
+        ]
+    )
+
+
+def release_script(token: str) -> str:
+    q = shlex.quote
+    return "\n".join(
+        [
+            f"[ -d {q(LOCK_DIR)} ] || exit 0",
+            f"exec 9>>{q(_GUARD)} || exit 1",
+            f"flock -w {GUARD_WAIT} 9 || exit 1",
+            f"grep -qF {q(chr(34) + 'token' + chr(34) + ': ' + chr(34) + token + chr(34))} "
+            f"{q(_HOLDER)} 2>/dev/null || exit 0",
+            f"rm -rf {q(LOCK_DIR)}",
+        ]
+    )
+
+
+def take_lock(
+    transport: Transport,
+    holder: LockHolder,
+    say: Callable[[str], None],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> str | None:
+    """Take the deploy lock on ``transport``'s host for ``holder``. None on success,
+    else why not (naming the holder). A stale lock is said so and replaced by
+    compare-and-swap."""
+    replace = ""
+    for _attempt in range(3):
+        res = transport.run(take_script(holder, replace))
+        if not res.ok:
+            return f"cannot take the deploy lock: exit {res.rc}: {res.tail()}"
+        first, _, rest = res.stdout.partition("\n")
+        word, _, digest = first.strip().partition(" ")
+        if word == "ACQUIRED":
+            return None
+        if word == "BUSY":
+            return f"the deploy lock's guard stayed busy for {GUARD_WAIT}s"
+        current = LockHolder.from_json(rest) if rest.strip() else None
+        if current is not None and current.token == holder.token:
+            return None
+        stale = lock_is_stale(current, now(), holder.machine_id)
+        if stale is None:
+            assert current is not None
+            return f"deploy lock held by {current.describe()}"
+        who = current.describe() if current else "an unreadable lock record"
+        say(f"stale deploy lock from {who}: {stale}; replacing it")
+        replace = digest
+    return "the deploy lock could not be taken (it kept changing)"
+
+
+def drop_lock(transport: Transport, token: str) -> str | None:
+    """Release the lock if ``token`` holds it; None, or why it could not be released."""
+    res = transport.run(release_script(token))
+    return None if res.ok else f"exit {res.rc}: {res.tail()}"
