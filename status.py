@@ -3,13 +3,17 @@
     pyinfra inventories/lab.py status.py [--limit ...] [--data status_out=PATH]
 
 Normally run through ``nixify status``, which renders the probe with the ledger.
-Hosts are probed in parallel; a host that does not answer is listed as such.
+The probe is an explicit run (``operations/status.py``): made before any
+connection by the inventory, handed to the probe, ended by the last operation (or
+by the connect callback when no host answered). Every selected host is written
+out, a host that does not answer as such.
 """
 
-from pyinfra import host
+from pyinfra import state
 
-from operations.release import probe_status, start_status
+from operations import status
 
-start_status(host.data)
+run = status.open_status(state)
 
-probe_status(name="nixify status: running, booted, known-good pins")
+status.probe(run=run, name="nixify status: running, booted, known-good pins")
+status.end(run=run, name="nixify status: every selected host written out")

@@ -11,10 +11,12 @@ from nixify.errors import NixifyError
 from nixify.inventory import fleet_groups
 from nixify.inventory.limits import comma_groups
 from operations.lifecycle import begin_run
+from operations.status import begin_status
 
 try:
     _groups = fleet_groups(Path(__file__).parent / "hosts.yaml")
     begin_run(sys.argv, _groups, ("all", "fleet"))
+    begin_status(sys.argv)
 except NixifyError as _exc:
     raise InventoryError(f"{__file__}: {_exc}") from None
 

@@ -11,10 +11,12 @@ from nixify.errors import NixifyError
 from nixify.inventory.limits import comma_groups
 from nixify.lab.inventory import lab_groups
 from operations.lifecycle import begin_run
+from operations.status import begin_status
 
 try:
     _groups = lab_groups(Path(__file__).parent / "hosts.yaml")
     begin_run(sys.argv, _groups, ("all", "lab"))
+    begin_status(sys.argv)
 except NixifyError as _exc:
     raise InventoryError(f"{__file__}: {_exc}") from None
 

@@ -1,4 +1,4 @@
-"""Releases after a deploy, and the status probe.
+"""Releases after a deploy.
 
 ``publish_releases(run, report_path)`` runs once at the end of a deploy (from
 ``Run.finish``): it plans the targets the run earned (nixify.release.plan), tags
@@ -6,14 +6,11 @@ and fast-forwards them in the run's git repository, stamps each released host's
 known-good record with its tag (so ``rollback --to TAG`` finds it on the host),
 prints what it did or why not, and adds it to the run's report as ``releases``.
 
-``probe_status`` is the status deploy's one operation (``status.py``): every
-selected host's running/booted systems, known-good records and GC roots, gathered
-in parallel; at exit every selected host is written out, answering or not.
+(The status probe is ``operations/status.py``.)
 """
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import os
@@ -21,13 +18,9 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-from pyinfra.api.command import FunctionCommand
-from pyinfra.api.operation import operation
 
 from nixify.errors import NixifyError
 from nixify.inventory import ssh_args_from_data
@@ -37,9 +30,7 @@ from nixify.release.ledger import TagIndex
 from nixify.release.names import parse_release_tag
 from nixify.release.plan import ROLLBACK_GATES, ReleasePlan, passed_every_gate, plan_releases
 from nixify.release.publish import ReleaseOutcome, publish
-from nixify.release.status import HostProbe
 from nixify.transport import Completed, HostUnreachable, SshTransport
-from operations.facts import KnownGoodRecords, PinRoots, SystemState
 from operations.run import Run
 
 SSH_TIMEOUT = 30
@@ -47,12 +38,6 @@ SSH_TIMEOUT = 30
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _pyinfra_state() -> Any:
-    from pyinfra.context import ctx_state
-
-    return ctx_state.get() if ctx_state.isset() else None  # type: ignore[no-untyped-call]
 
 
 def _inventory_roles(state: Any) -> dict[str, list[str]]:
@@ -289,65 +274,3 @@ def publish_releases(run: Run, report_path: Path | None, state: Any) -> list[Rel
             },
         )
     return outcomes
-
-
-# -- status ------------------------------------------------------------------------------
-
-_PROBES: dict[str, HostProbe] = {}
-_STATUS: dict[str, Any] = {}
-
-
-def _probe(state: Any, host: Any) -> bool:
-    role = str(host.data.get("role") or "")
-    try:
-        system = host.get_fact(SystemState) or {}
-        records = host.get_fact(KnownGoodRecords) or []
-        roots = host.get_fact(PinRoots) or {}
-    except Exception as exc:  # a fact that fails is this host's error, not the run's
-        _PROBES[host.name] = HostProbe(host.name, role, True, f"facts failed: {exc}")
-        return True
-    _PROBES[host.name] = HostProbe(host.name, role, True, None, system, records, roots)
-    return True
-
-
-def write_status() -> None:
-    """Every selected host's probe (unreachable ones too), as JSON, to the output."""
-    state = _pyinfra_state()
-    hosts: list[HostProbe] = []
-    if state is not None:
-        for host in state.inventory:
-            if not state.is_host_in_limit(host):
-                continue
-            probe = _PROBES.get(host.name)
-            if probe is None:
-                failed = host in state.failed_hosts
-                probe = HostProbe(
-                    host.name,
-                    str(host.data.get("role") or ""),
-                    False,
-                    "did not answer over SSH" if failed or not host.connected else "not probed",
-                )
-            hosts.append(probe)
-    text = json.dumps({"hosts": [p.to_json() for p in hosts]}, indent=1) + "\n"
-    out = _STATUS.get("out")
-    if out:
-        target = Path(out)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, target)
-    else:
-        sys.stdout.write(text)
-
-
-def start_status(data: Any) -> None:
-    """Once per process: where the probe goes (``--data status_out=PATH``, else stdout)."""
-    if _STATUS:
-        return
-    _STATUS["out"] = data.get("status_out")
-    atexit.register(write_status)
-
-
-@operation(is_idempotent=False)
-def probe_status() -> Generator[FunctionCommand, None, None]:
-    """Gather the host's systems, known-good records and GC roots (read-only)."""
-    yield FunctionCommand(_probe, (), {})

@@ -3,6 +3,7 @@ repositories and real report/record objects (no hosts needed)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -226,8 +227,8 @@ def test_a_hand_made_tag_is_listed_without_evidence(repo: Path) -> None:
 def probe(host: str, running: str, recs: list[KnownGoodRecord], booted: str | None = None,
           roots: dict[str, str] | None = None) -> HostProbe:
     system = {"running": running, "booted": booted or running, "profile": running}
-    return HostProbe(host, "nas", True, None, system, recs,
-                     roots if roots is not None else {r.name: r.closure for r in recs})
+    return HostProbe(host=host, role="nas", reachable=True, system=system, records=recs,
+                     roots=roots if roots is not None else {r.name: r.closure for r in recs})
 
 
 def test_status_shows_drift_pins_and_unreachable_hosts() -> None:
@@ -238,15 +239,16 @@ def test_status_shows_drift_pins_and_unreachable_hosts() -> None:
     probes = [
         probe("nas-1", a1.closure, [r1]),
         probe("nas-2", store("nas-2", "f"), [r2], booted=store("nas-2", "9"), roots={}),
-        HostProbe("nas-3", "nas", False, "did not answer over SSH"),
+        HostProbe(host="nas-3", role="nas", reachable=False, error="did not answer over SSH"),
         probe("laptop-1", store("laptop-1", "1"), []),
-        HostProbe("nas-4", "nas", True, "facts failed: bad record"),
+        HostProbe(host="nas-4", role="nas", reachable=True, error="facts failed: bad record"),
     ]
     st = {s.host: s for s in fleet_status(probes)}
     assert list(st) == ["nas-1", "nas-2", "nas-3", "laptop-1", "nas-4"]  # nobody dropped
     assert st["nas-1"].drift() == []
-    assert st["nas-2"].drift() == ["running != known-good", "booted != running",
-                                   f"pin {r2.name} has no GC root"]
+    # booted != running is a pending reboot, not drift
+    assert st["nas-2"].drift() == ["running != known-good", f"pin {r2.name} has no GC root"]
+    assert st["nas-2"].reboot_pending
     assert st["nas-3"].drift() == [] and st["nas-3"].to_json()["reachable"] is False
     assert st["laptop-1"].drift() == ["no known-good pin"]
     doc = st["nas-2"].to_json()
@@ -254,11 +256,16 @@ def test_status_shows_drift_pins_and_unreachable_hosts() -> None:
     assert doc["pins"][0]["gcroot"] is False
     assert st["nas-3"].to_json()["running_is_known_good"] is None
     text = render(list(st.values()))
-    assert "nas-3     nas             UNREACHABLE: did not answer over SSH" in text
-    assert "nas-1     nas             ok" in text
-    assert "DRIFT: running != known-good" in text and "(NO GC ROOT)" in text
-    assert "nas-4     nas             ERROR: facts failed: bad record" in text
-    assert text.endswith("4/5 hosts answered; 2 with drift")
+    lines = text.splitlines()
+    assert lines[0].split() == ["HOST", "ROLE", "STATE", "RUNNING", "KNOWN-GOOD", "TAG", "PINS",
+                                "NOTES"]
+    assert re.match(r"nas-3 +nas +UNREACHABLE .* did not answer over SSH$", lines[3])
+    assert re.match(r"nas-1 +nas +ok ", lines[1])
+    assert re.match(r"nas-2 +nas +DRIFT .*running != known-good; pin .* has no GC root; "
+                    r"reboot pending$", lines[2])
+    assert "(1 without GC root)" in lines[2]
+    assert re.match(r"nas-4 +nas +ERROR .*facts failed: bad record$", lines[5])
+    assert lines[-1] == "4/5 hosts answered; 2 with drift; 1 reboot pending"
     assert short(a1.closure) == "bbbbbbbb-nixos-system-nas-1"
     back = HostProbe.from_json(probes[1].to_json())
     assert back == probes[1]

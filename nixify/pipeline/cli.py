@@ -79,10 +79,30 @@ def gather(root: Path, inventory: str, limits: list[str]) -> list[Any]:
         if out.is_file():
             return read_probes(out)
         text = proc.stdout + proc.stderr
+        load_error = _inventory_error(text)
+        if load_error:
+            raise ConfigError(f"status: cannot load the inventory {inventory}: {load_error}")
         if "No hosts remaining" in text:  # not one selected host answered
             return _all_unreachable(root, inventory, limits)
         tail = "\n".join((proc.stderr.strip() or proc.stdout.strip()).splitlines()[-15:])
         raise NixifyError(f"status: pyinfra exited {proc.returncode} with no probe:\n{tail}")
+
+
+def _inventory_error(text: str) -> str | None:
+    """The one line pyinfra prints when the inventory file cannot load (None: it loaded)."""
+    lines = text.splitlines()
+    if "--> Loading inventory..." not in lines:
+        return None
+    after = lines[lines.index("--> Loading inventory...") + 1:]
+    for line in after:
+        if line.startswith("--> Connecting"):
+            return None
+        if line.startswith("--> pyinfra error") or line.startswith("--> An unexpected"):
+            message = line.removeprefix("--> ")
+            # "pyinfra error in FILE line N: FILE: why" -> "why (FILE line N)"
+            head, sep, why = message.partition(": ")
+            return f"{why} ({head.removeprefix('pyinfra error in ')})" if sep else message
+    return None
 
 
 def _all_unreachable(root: Path, inventory: str, limits: list[str]) -> list[Any]:
@@ -107,28 +127,40 @@ def _all_unreachable(root: Path, inventory: str, limits: list[str]) -> list[Any]
             continue
         data = h.get("data") or {}
         role = str(data.get("role") or "") if isinstance(data, dict) else ""
-        out.append(HostProbe(name, role, False, "did not answer over SSH"))
+        out.append(HostProbe(host=name, role=role, reachable=False,
+                             error="did not answer over SSH"))
     return out
 
 
 def _status(args: argparse.Namespace) -> int:
     from nixify.release.git import list_tags
     from nixify.release.ledger import build_ledger
-    from nixify.release.status import fleet_status, render
+    from nixify.release.status import fleet_document, fleet_status, render
 
     root = paths.repo_root()
     probes = gather(root, _inventory(args, root), _limits(args))
     tags = list_tags(root) if _is_git(root) else []
     ledger = build_ledger({p.host: p.records for p in probes if p.reachable}, tags)
     statuses = fleet_status(probes, ledger)
-    if args.json:
-        print(json.dumps({"hosts": [s.to_json() for s in statuses],
-                          "tags": ledger.to_json()["tags"]}, indent=2))
-    else:
-        print(render(statuses))
-    bad = [s for s in statuses if not s.probe.reachable or s.probe.error
-           or s.newest is None or s.running != s.newest.closure]
+    try:
+        if args.json:
+            sys.stdout.write(fleet_document(statuses, ledger).to_text())
+        else:
+            print(render(statuses))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+    bad = [s for s in statuses if not s.answered or not s.runs_known_good]
     return 1 if bad else 0
+
+
+def _closed_pipe() -> int:
+    """The reader went away (``nixify status | head -1``): no traceback, and nothing
+    more is written (Python would flush stdout again at exit); 141 as SIGPIPE gives."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 # -- rollback ------------------------------------------------------------------------------
