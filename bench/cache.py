@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from nixify.cache.config import read_cache_config, signing_key_for  # noqa: E402
-from nixify.cache.lab import setup_lab_cache  # noqa: E402
 from nixify.cache.pool import BuildPool, close_masters  # noqa: E402
 from nixify.inventory import load_fleet  # noqa: E402
 from nixify.lab import control  # noqa: E402
+from nixify.lab.cache import setup_lab_cache  # noqa: E402
 from nixify.lab.inventory import lab_groups  # noqa: E402
 
 NET = "127.0.53"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -26,46 +25,46 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nixify.cache.cli",  # nixify cache ...
 )
 
+# Modules that add subcommands to other modules' commands, with ``extend(commands)``
+# (``commands``: what each ``register`` returned, command name -> its subparsers).
+# The lab is at the edge: it adds its own set-up steps (``secrets lab-provision``,
+# ``cache lab-setup``); no subsystem imports it.
+EXTENSION_MODULES: tuple[str, ...] = ("nixify.lab.cli",)
 
-def _module_present(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-# Each top-level command and the module that registers it: a command line loads
-# only its own module (startup time counts, and one subsystem's import error
-# never breaks another's command); help and unknown commands load them all.
-FAST_COMMANDS: dict[str, str] = {
-    "lab": "nixify.lab.cli",
-    "demo": "nixify.lab.cli",
-    "diff": "nixify.diff.cli",
-    "secrets": "nixify.secrets.cli",
-    "ssh-to-age": "nixify.secrets.cli",
-    "leak-scan": "nixify.leak.cli",
-    "hooks": "nixify.gitgate.cli",
-    "gate": "nixify.gitgate.cli",
-    "integrate": "nixify.gitgate.cli",
-    "fixup": "nixify.gitgate.cli",
-    "worktree": "nixify.gitgate.cli",
-    "status": "nixify.pipeline.cli",
-    "rollback": "nixify.pipeline.cli",
-    "cache": "nixify.cache.cli",
+# Each top-level command and the modules that register it: a command line loads
+# only its own modules (startup time counts); help and unknown commands load them
+# all. A module that fails to import fails the command loudly: never hidden.
+FAST_COMMANDS: dict[str, tuple[str, ...]] = {
+    "lab": ("nixify.lab.cli",),
+    "demo": ("nixify.lab.cli",),
+    "diff": ("nixify.diff.cli",),
+    "secrets": ("nixify.secrets.cli", "nixify.lab.cli"),
+    "ssh-to-age": ("nixify.secrets.cli",),
+    "leak-scan": ("nixify.leak.cli",),
+    "hooks": ("nixify.gitgate.cli",),
+    "gate": ("nixify.gitgate.cli",),
+    "integrate": ("nixify.gitgate.cli",),
+    "fixup": ("nixify.gitgate.cli",),
+    "worktree": ("nixify.gitgate.cli",),
+    "status": ("nixify.pipeline.cli",),
+    "rollback": ("nixify.pipeline.cli",),
+    "cache": ("nixify.cache.cli", "nixify.lab.cli"),
 }
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nixify",
         description="Deploy and validate a NixOS fleet declared by role.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in (only,) if only else COMMAND_MODULES:
-        if not _module_present(name):
-            continue
-        module = importlib.import_module(name)
-        module.register(sub)
+    commands: dict[str, object] = {}
+    modules = [importlib.import_module(name) for name in (only or COMMAND_MODULES)]
+    for module in modules:
+        commands.update(module.register(sub) or {})
+    for module in modules:
+        if module.__name__ in EXTENSION_MODULES:
+            module.extend(commands)
     return parser
 
 

@@ -19,7 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nixify.cache.config import load_cache_config, signing_key_for
+from nixify.cache.config import (
+    DEFAULT_CONFIG_KEY,
+    IDENTITY_FILE_KEY,
+    load_cache_config,
+    signing_key_for,
+)
 from nixify.cache.pool import (
     BuildOutcome,
     BuildPool,
@@ -75,8 +80,11 @@ class BuildCoordinator(BuildPool):
 
     def _cache_data(self, host: Any) -> dict[str, Any]:
         """What the cache configuration is read from: the run's options first, then
-        the inventory's data (its secrets directory, a lab's directory)."""
-        data: dict[str, Any] = {k: host.data.get(k) for k in ("lab_dir", "secrets_dir")}
+        the inventory's data (its secrets directory, its default cache configuration
+        and the age identity file that opens the signing key)."""
+        data: dict[str, Any] = {
+            k: host.data.get(k) for k in (DEFAULT_CONFIG_KEY, IDENTITY_FILE_KEY, "secrets_dir")
+        }
         data["cache"] = "on" if self.options.cache else "off"
         if self.options.cache_config is not None:
             data["cache_config"] = str(self.options.cache_config)

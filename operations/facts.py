@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import shlex
 
 from pyinfra.api.facts import FactBase
 
@@ -31,28 +32,31 @@ class DeployState(FactBase[dict[str, str]]):
 
 
 class SystemState(FactBase[dict[str, str]]):
-    """The host's running, booted and profile systems (resolved store paths)."""
+    """The host's running, booted and profile systems (resolved store paths), and its
+    boot-loader entry: ``boot_entry`` when the host's data declares where its boot
+    loader keeps it, else the system profile (what NixOS's boot loader boots)."""
 
-    def command(self) -> str:
+    def command(self, boot_entry: str | None = None) -> str:
+        links = [*_SYSTEM_LINKS, boot_entry or _PROFILE]
         return (
-            "for l in /run/current-system /run/booted-system /nix/var/nix/profiles/system "
-            "/nix/var/nixify-lab/boot/default; do "
+            f"for l in {' '.join(shlex.quote(link) for link in links)}; do "
             'printf "%s=%s\\n" "$l" "$(readlink -f "$l" 2>/dev/null)"; done'
         )
 
     def process(self, output: list[str]) -> dict[str, str]:
-        names = {
-            "/run/current-system": "running",
-            "/run/booted-system": "booted",
-            "/nix/var/nix/profiles/system": "profile",
-            "/nix/var/nixify-lab/boot/default": "boot_entry",
-        }
+        names = dict(zip(_SYSTEM_LINKS, ("running", "booted", "profile"), strict=True))
         result: dict[str, str] = {}
         for line in output:
             link, _, target = line.partition("=")
-            if link in names:
+            if link in names and names[link] not in result:
                 result[names[link]] = target
+            else:
+                result["boot_entry"] = target
         return result
+
+
+_PROFILE = "/nix/var/nix/profiles/system"
+_SYSTEM_LINKS = ("/run/current-system", "/run/booted-system", _PROFILE)
 
 
 class RecordListing(list[KnownGoodRecord]):

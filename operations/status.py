@@ -72,7 +72,7 @@ class StatusRun(BaseStateCallback):
     def probe_host(self, host: Any) -> None:
         role = str(host.data.get("role") or "")
         try:
-            system = host.get_fact(SystemState) or {}
+            system = host.get_fact(SystemState, boot_entry=host.data.get("boot_entry")) or {}
             records = host.get_fact(KnownGoodRecords) or []
             roots = host.get_fact(PinRoots) or {}
         except Exception as exc:  # a fact that fails is this host's error, not the run's

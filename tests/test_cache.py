@@ -135,11 +135,12 @@ def test_config_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("NIXIFY_CACHE_CONFIG", raising=False)
     lab = tmp_path / "lab"
     lab.mkdir()
-    assert config_path({"lab_dir": str(lab)}) is None  # a lab without a cache
+    inv = {"default_cache_config": str(lab / "cache.yaml")}  # the inventory's default
+    assert config_path(inv) is None  # named, but not there (yet)
     (lab / "cache.yaml").write_text("x")
-    assert config_path({"lab_dir": str(lab)}) == lab / "cache.yaml"
+    assert config_path(inv) == lab / "cache.yaml"
     monkeypatch.setenv("NIXIFY_CACHE_CONFIG", str(tmp_path / "env.yaml"))
-    assert config_path({"lab_dir": str(lab)}) == tmp_path / "env.yaml"
+    assert config_path(inv) == tmp_path / "env.yaml"
     assert config_path({"cache_config": "/x.yaml"}) == Path("/x.yaml")
     monkeypatch.delenv("NIXIFY_CACHE_CONFIG")
     repo = tmp_path / "repo"
@@ -250,9 +251,10 @@ def test_cache_off_and_lab_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.delenv("NIXIFY_CACHE_CONFIG", raising=False)
     CacheConfig("http://127.0.0.1:5080", (PUBKEY,)).save(tmp_path / "cache.yaml")
-    found = load_cache_config({"lab_dir": str(tmp_path)})
+    inv = {"default_cache_config": str(tmp_path / "cache.yaml")}
+    found = load_cache_config(inv)
     assert found is not None and found.url == "http://127.0.0.1:5080"
-    assert load_cache_config({"lab_dir": str(tmp_path), "cache": "off"}) is None
+    assert load_cache_config({**inv, "cache": "off"}) is None
     with pytest.raises(ConfigError, match=r"absent\.yaml: cache configuration not found"):
         load_cache_config({"cache_config": str(tmp_path / "absent.yaml")})
 
@@ -284,8 +286,8 @@ def test_unsigned_substitutes_are_recognised() -> None:
 
 def test_lab_key_is_made_once_kept_and_never_overwritten(tmp_path: Path) -> None:
     from nixify.cache.keys import DEFAULT_SECRET
-    from nixify.cache.lab import ensure_key
-    from nixify.secrets.provision import dummy_document
+    from nixify.lab.cache import ensure_key
+    from nixify.lab.secrets import dummy_document
     from nixify.secrets.rules import CreationRule, render_sops_yaml
     from nixify.secrets.sopsfile import encrypt_tree
 

@@ -116,7 +116,7 @@ def test_1_cache_warm_then_a_deploy_builds_nothing_and_fetches(lab: LabState, pr
     assert "require-sigs = true" in conf and f"substituters = http://{lab.net}." in conf
     commit_change(project, 'pname = "tmux"; version = "3.4"', 'pname = "tmux"; version = "3.5"',
                   "feat(dev): tmux 3.5")
-    warm = nixify(lab, project, "cache", "warm", "--json")
+    warm = nixify(lab, project, "cache", "warm", "-i", "inventories/lab.py", "--json")
     assert warm.returncode == 0, warm.stdout + warm.stderr
     doc = json.loads(warm.stdout)
     assert {h["host"]: h["status"] for h in doc["hosts"]} == {
@@ -184,7 +184,10 @@ def test_3_one_builder_down_all_builds_on_the_other(lab: LabState, project: Path
         assert "builder-1: unreachable" in edge["reason"]
         assert len(drv_logs(lab, "cloud-builder-1") - logs) >= 20
         assert "[builder-1] builder unreachable" in proc.stderr
-        warm = nixify(lab, project, "cache", "warm", "--limit", "edge_ml", "--limit", "nas")
+        warm = nixify(
+            lab, project, "cache", "warm", "-i", "inventories/lab.py", "--limit", "edge_ml",
+            "--limit", "nas",
+        )
         assert warm.returncode == 1
         rows = {ln.split()[0]: ln for ln in warm.stdout.splitlines() if ln.strip()}
         assert rows["nas-1"].split()[1:3] == ["pushed", "cloud-builder-1"]

@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+import pytest
 
 from nixify import cli
 
 
 def test_every_fast_command_is_registered_by_its_module() -> None:
-    for command, module in cli.FAST_COMMANDS.items():
-        assert cli._module_present(module), f"{command}: module {module} is missing"
-        parser = cli.build_parser(module)
+    for command, modules in cli.FAST_COMMANDS.items():
+        parser = cli.build_parser(modules)
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        assert command in sub.choices, (command, module)
+        assert command in sub.choices, (command, modules)
+
+
+def _actions(parser: argparse.ArgumentParser, *path: str) -> set[str]:
+    for word in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return set(sub.choices)
+
+
+def test_the_lab_adds_its_set_up_steps_to_other_commands() -> None:
+    assert "lab-setup" in _actions(cli.build_parser(cli.FAST_COMMANDS["cache"]), "cache")
+    assert "lab-provision" in _actions(
+        cli.build_parser(cli.FAST_COMMANDS["secrets"]), "secrets"
+    )
+    # without the lab module, the subsystems' own commands stand alone
+    assert "lab-setup" not in _actions(cli.build_parser(("nixify.cache.cli",)), "cache")
+
+
+def test_a_command_module_that_fails_to_import_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "nixify_broken_cli", None)  # import raises ImportError
+    monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "nixify_broken_cli"))
+    with pytest.raises(ImportError):
+        cli.build_parser()
+    monkeypatch.setitem(cli.FAST_COMMANDS, "broken", ("nixify_broken_cli",))
+    with pytest.raises(ImportError):
+        cli.main(["broken"])
 
 
 def test_every_registered_command_has_a_fast_route() -> None:

@@ -10,8 +10,8 @@ import pytest
 from secrets_fixtures import sops, ssh_keygen
 
 from nixify.cli import main as nixify_main
+from nixify.lab.secrets import HostKeyAndMounts, provision_lab_secrets
 from nixify.secrets.audit import stale_mounts
-from nixify.secrets.provision import HostKeyAndMounts, provision_lab_secrets
 from nixify.secrets.recipients import RECORD_NAME
 from nixify.secrets.sopsfile import SopsFile
 from nixify.secrets.ssh_to_age import recipient_of_public_line

@@ -18,10 +18,10 @@ from nixify import paths
 from nixify.inventory import load_fleet
 from nixify.lab import LabState, control
 from nixify.lab.control import fleet_for_state
+from nixify.lab.secrets import HostKeyAndMounts, provision_lab_secrets
 from nixify.secrets.audit import audit, trial_matrix
 from nixify.secrets.install import sops_binary_path
 from nixify.secrets.keys import identities_from_file
-from nixify.secrets.provision import HostKeyAndMounts, provision_lab_secrets
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
 from nixify.secrets.rekey import discover
 from nixify.secrets.sopsfile import SopsFile

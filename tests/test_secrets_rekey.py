@@ -14,9 +14,9 @@ import pytest
 from secrets_fixtures import SAMPLE_YAML, age_keygen, sops, ssh_keygen
 
 from nixify.errors import ConfigError
+from nixify.lab.secrets import HostKeyAndMounts, provision_lab_secrets
 from nixify.secrets.audit import audit, trial_matrix
 from nixify.secrets.cli import main as cli_main
-from nixify.secrets.provision import HostKeyAndMounts, provision_lab_secrets
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
 from nixify.secrets.rekey import discover, rekey_paths
 from nixify.secrets.rules import (

@@ -7,8 +7,7 @@
 * ``pool``: one evaluation per builder, its builds spread over the builder pool
   by Nix's own distributed builds; closures signed, pushed, fetched by targets.
 * ``server``: a directory served as an HTTP binary cache (GET for hosts, PUT for
-  builders), stdlib only, for the lab and small fleets.
-* ``lab``: serve a cache from a lab host and enrol every lab host in it.
+  builders), stdlib only, for small fleets.
 """
 
 from nixify.cache.config import CacheConfig, load_cache_config

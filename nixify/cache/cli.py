@@ -1,20 +1,22 @@
 """``nixify cache``: the fleet's signed binary cache.
 
-    nixify cache warm [--lab | --fleet] [--limit ROLE|HOST]... [--json]
+    nixify cache warm [--inventory FILE] [--limit ROLE|HOST]... [--json]
         build every selected host's system on the builder pool, sign and push it
-        to the cache, deploy nothing (what CI runs). Exit 1 if any host was
-        skipped or failed (each named with the reason).
+        to the cache, deploy nothing (what CI runs). The hosts and their data come
+        from the pyinfra inventory (default: $NIXIFY_INVENTORY or
+        inventories/fleet.py). Exit 1 if any host was skipped or failed (each
+        named with the reason).
     nixify cache keygen --name NAME [--secrets-dir DIR]
         a new signing key, written only as the sops file the cache config names
         (encrypted to the recipients .sops.yaml gives it); prints the public key.
-    nixify cache lab-setup [--host NAME] [--port N]
-        serve a cache from a lab host and enrol every lab host in it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from fnmatch import fnmatch
 from pathlib import Path
@@ -22,11 +24,31 @@ from typing import Any
 
 from nixify.errors import ConfigError
 
+DEFAULT_INVENTORY = "inventories/fleet.py"
 
-def _lab_dir(args: argparse.Namespace) -> Path:
-    from nixify.lab.state import default_dir
 
-    return Path(args.lab_dir) if args.lab_dir else default_dir()
+def inventory_groups(
+    inventory: str, root: Path
+) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The groups of a pyinfra inventory file and each host's data, as pyinfra loads
+    them (``pyinfra INVENTORY debug-inventory``): the inventory decides which hosts
+    exist and how they are reached."""
+    pyinfra = Path(sys.executable).with_name("pyinfra")
+    proc = subprocess.run(
+        [str(pyinfra), inventory, "debug-inventory", "--json"],
+        cwd=root, capture_output=True, text=True,
+    )
+    try:
+        hosts = json.loads(proc.stdout)
+    except ValueError:
+        tail = (proc.stderr.strip() or proc.stdout.strip())[-800:]
+        raise ConfigError(f"--inventory {inventory}: pyinfra could not load it: {tail}") from None
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for h in hosts:
+        data = h.get("data") or {}
+        for group in h.get("groups") or []:
+            groups.setdefault(str(group), []).append((str(h["name"]), dict(data)))
+    return groups
 
 
 def select(
@@ -49,20 +71,16 @@ def select(
 
 
 def _warm(args: argparse.Namespace) -> int:
+    # Loaded here, not at the top: start-up time of the CLI (`nixify cache --help`).
     from nixify import paths
     from nixify.cache.config import load_cache_config, signing_key_for
     from nixify.cache.pool import BuildPool, close_masters
 
     repo = paths.repo_root()
-    hosts_file = paths.hosts_file(repo)
-    if args.fleet:
-        from nixify.inventory.connect import fleet_groups
-
-        groups = fleet_groups(hosts_file)
-    else:
-        from nixify.lab.inventory import lab_groups
-
-        groups = lab_groups(hosts_file, _lab_dir(args))
+    inventory = args.inventory or os.environ.get("NIXIFY_INVENTORY") or DEFAULT_INVENTORY
+    groups = inventory_groups(inventory, repo)
+    if not groups:
+        raise ConfigError(f"--inventory {inventory}: no hosts")
     limits = [p for value in args.limit for p in value.split(",") if p]
     targets = select(groups, limits)
     every = {name: data for hosts in groups.values() for name, data in hosts}
@@ -70,8 +88,8 @@ def _warm(args: argparse.Namespace) -> int:
     cache = load_cache_config(first, repo)
     if cache is None:
         raise ConfigError(
-            "no binary cache configured (cache.yaml: --data/NIXIFY_CACHE_CONFIG, the lab's "
-            "cache.yaml, or inventories/cache.yaml); run `nixify cache lab-setup` for the lab"
+            "no binary cache configured (cache.yaml: NIXIFY_CACHE_CONFIG, the inventory's "
+            "default_cache_config, or inventories/cache.yaml)"
         )
     builders = sorted({b for d in targets.values() for b in d.get("builders") or []})
     missing = [b for b in builders if b not in every]
@@ -130,6 +148,7 @@ def _warm(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    # Loaded here, not at the top: start-up time of the CLI.
     from nixify import paths
     from nixify.cache.keys import (
         DEFAULT_SECRET,
@@ -151,28 +170,22 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lab_setup(args: argparse.Namespace) -> int:
-    from nixify.cache.lab import setup_lab_cache
-
-    config = setup_lab_cache(_lab_dir(args), args.host, args.port)
-    print(f"lab cache {config.url} on {config.server_host}; trusted key {config.public_keys[0]}")
-    return 0
-
-
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> dict[str, Any]:
+    """Add ``cache``; returns ``{"cache": its subcommands}`` so that another command
+    module can add subcommands of its own."""
     p = subparsers.add_parser(
         "cache",
-        help="the fleet's signed binary cache: warm, keygen, lab-setup",
+        help="the fleet's signed binary cache: warm, keygen, ...",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
 
     w = sub.add_parser("warm", help="build the selected hosts on the pool and push (no deploy)")
-    where = w.add_mutually_exclusive_group()
-    where.add_argument("--lab", action="store_true", help="the running lab (default)")
-    where.add_argument("--fleet", action="store_true", help="the real fleet (address map)")
-    w.add_argument("--lab-dir", help="the lab's directory (default $NIXIFY_LAB_DIR)")
+    w.add_argument(
+        "--inventory", "-i", default=None,
+        help=f"pyinfra inventory (default: $NIXIFY_INVENTORY or {DEFAULT_INVENTORY})",
+    )
     w.add_argument("--limit", action="append", default=[], help="role or host glob")
     w.add_argument("--fleet-dir", help="the Nix sources (default: the project's fleet/)")
     w.add_argument("--json", action="store_true", help="machine-readable result on stdout")
@@ -184,9 +197,4 @@ def register(subparsers: Any) -> None:
     k.add_argument("--secret", help="relative path of the sops file (default builders/...)")
     k.add_argument("--force", action="store_true", help="replace an existing key")
     k.set_defaults(func=_keygen)
-
-    s = sub.add_parser("lab-setup", help="serve a cache from a lab host, enrol every host")
-    s.add_argument("--lab-dir", help="the lab's directory (default $NIXIFY_LAB_DIR)")
-    s.add_argument("--host", help="the lab host that serves it (default: a NAS)")
-    s.add_argument("--port", type=int, default=5080)
-    s.set_defaults(func=_lab_setup)
+    return {"cache": sub}

@@ -6,10 +6,11 @@ A ``cache.yaml``::
     push_url: http://cache.example:5080   # builders push to it (default: url)
     public_keys: [fleet-cache-1:base64...] # hosts' trusted-public-keys
     signing_key: builders/cache-signing-key.yaml  # sops file in the secrets dir
-    server_host: nas-1                    # the lab host serving it (lab only)
+    server_host: nas-1                    # the host serving it (informational)
 
-Found, in order: ``--data cache_config=PATH``, ``$NIXIFY_CACHE_CONFIG``,
-``<lab dir>/cache.yaml`` for a lab, ``inventories/cache.yaml`` of the project.
+Found, in order: ``--data cache_config=PATH``, ``$NIXIFY_CACHE_CONFIG``, the
+inventory's host data ``default_cache_config`` (used only when that file exists),
+``inventories/cache.yaml`` of the project.
 No file (or ``--data cache=off``): no cache, closures go from the builder to
 each target directly.
 """
@@ -25,10 +26,18 @@ from typing import Any
 
 import yaml
 
+from nixify.cache.keys import load_signing_key
 from nixify.errors import ConfigError
-from nixify.util import atomic_write
+from nixify.paths import repo_root
+from nixify.secrets.keys import find_identities
+from nixify.util import atomic_write, parse_flag
 
 CONFIG_ENV = "NIXIFY_CACHE_CONFIG"
+# Host-data keys an inventory may set: its cache configuration (when neither
+# ``--data cache_config`` nor $NIXIFY_CACHE_CONFIG names one), and an age identity
+# file that opens the signing key (besides the ones sops's own lookup finds).
+DEFAULT_CONFIG_KEY = "default_cache_config"
+IDENTITY_FILE_KEY = "age_identity_file"
 CONFIG_NAME = "cache.yaml"
 NIX_CONF_INCLUDE = "nixify-cache.conf"  # /etc/nix/<this>, included by the host's nix.conf
 _URL = re.compile(r"^(https?|file|s3|ssh|ssh-ng)://\S+$")
@@ -120,9 +129,9 @@ def config_path(data: Any, repo: Path | None = None) -> Path | None:
     env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env)
-    lab_dir = data.get("lab_dir") if data is not None else None
-    if lab_dir:
-        candidate = Path(str(lab_dir)) / CONFIG_NAME
+    default = data.get(DEFAULT_CONFIG_KEY) if data is not None else None
+    if default:
+        candidate = Path(str(default))
         return candidate if candidate.is_file() else None
     if repo is not None and (repo / "inventories" / CONFIG_NAME).is_file():
         return repo / "inventories" / CONFIG_NAME
@@ -131,7 +140,8 @@ def config_path(data: Any, repo: Path | None = None) -> Path | None:
 
 def load_cache_config(data: Any, repo: Path | None = None) -> CacheConfig | None:
     """The run's cache, or None: none configured, or ``--data cache=off``."""
-    if data is not None and str(data.get("cache") or "").lower() in ("off", "false", "0", "no"):
+    flag = data.get("cache") if data is not None else None
+    if flag not in (None, "") and not parse_flag(flag, "cache"):
         return None
     path = config_path(data, repo)
     if path is None:
@@ -146,32 +156,25 @@ def secrets_dir_of(data: Any, repo: Path | None = None) -> Path:
     if sdir:
         return Path(str(sdir))
     if repo is None:
-        from nixify.paths import repo_root
-
         repo = repo_root()
     return repo / "secrets"
 
 
 def identity_files_of(data: Any) -> list[Path]:
-    """Age identity files to decrypt the signing key with: the lab's operator
-    identity when there is one (sops's own lookup adds the rest)."""
-    lab_dir = data.get("lab_dir") if data is not None else None
-    if lab_dir:
-        candidate = Path(str(lab_dir)) / "operator_age.txt"
-        if candidate.is_file():
-            return [candidate]
+    """Age identity files to decrypt the signing key with: the one the inventory
+    names (``age_identity_file``) when it exists (sops's own lookup adds the rest)."""
+    named = data.get(IDENTITY_FILE_KEY) if data is not None else None
+    if named and Path(str(named)).is_file():
+        return [Path(str(named))]
     return []
 
 
 def signing_key_for(cache: CacheConfig, data: Any, repo: Path | None = None) -> Any:
     """A callable that decrypts the cache signing key in memory when first called:
     the sops file ``cache.signing_key`` of the secrets directory, with the
-    operator's age identities (sops's own lookup, plus the lab's identity)."""
+    operator's age identities (sops's own lookup, plus the inventory's identity file)."""
 
     def load() -> Any:
-        from nixify.cache.keys import load_signing_key
-        from nixify.secrets.keys import find_identities
-
         path = secrets_dir_of(data, repo) / cache.signing_key
         ids = find_identities(extra_files=identity_files_of(data))
         if not ids:

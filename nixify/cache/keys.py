@@ -21,6 +21,7 @@ import pyrage
 
 from nixify.errors import ConfigError
 from nixify.nix import nix_environ
+from nixify.secrets.rules import CONFIG_NAME, load_sops_yaml, rule_for
 from nixify.secrets.sopsfile import SopsFile, encrypt_tree
 from nixify.secrets.tree import Branch, Comment
 from nixify.util import atomic_write
@@ -114,8 +115,6 @@ def load_signing_key(path: Path, identities: Iterable[pyrage.x25519.Identity]) -
 
 def recipients_for(secrets_dir: Path, relpath: str) -> list[str]:
     """The recipients ``.sops.yaml`` in ``secrets_dir`` names for ``relpath``."""
-    from nixify.secrets.rules import CONFIG_NAME, load_sops_yaml, rule_for
-
     config = secrets_dir / CONFIG_NAME
     rule = rule_for(load_sops_yaml(config), relpath, config)
     return list(rule.recipients)

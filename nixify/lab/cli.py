@@ -1,4 +1,5 @@
-"""`nixify lab up|status|down` and `nixify demo`."""
+"""`nixify lab up|status|down` and `nixify demo`; and the lab's own set-up steps under
+other commands (``extend``): `nixify secrets lab-provision`, `nixify cache lab-setup`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from nixify import paths
 from nixify.errors import NixifyError
 from nixify.inventory import load_fleet
 from nixify.lab import control
+from nixify.lab.cache import setup_lab_cache
+from nixify.lab.secrets import LAB_OPERATOR_IDENTITY
 from nixify.lab.state import LabState, default_dir, default_net, default_port
 
 
@@ -134,3 +137,41 @@ def register(sub: Any) -> None:
     p.add_argument("--hosts", type=int, default=15)
     _add_where(p)
     p.set_defaults(func=_demo)
+
+
+def _lab_provision(args: argparse.Namespace) -> int:
+    lab_dir = Path(args.dir) if args.dir else default_dir()
+    result = control.provision_lab(lab_dir)
+    print(
+        f"{lab_dir / 'secrets'}: {len(result.created)} created, "
+        f"{result.rekey.count('rekeyed')} rekeyed, {result.rekey.count('unchanged')} unchanged; "
+        f"operator identity {lab_dir / LAB_OPERATOR_IDENTITY}"
+    )
+    return 0
+
+
+def _lab_setup(args: argparse.Namespace) -> int:
+    lab_dir = Path(args.lab_dir) if args.lab_dir else default_dir()
+    config = setup_lab_cache(lab_dir, args.host, args.port)
+    print(f"lab cache {config.url} on {config.server_host}; trusted key {config.public_keys[0]}")
+    return 0
+
+
+def extend(commands: dict[str, Any]) -> None:
+    """The lab's set-up steps under other subsystems' commands (each present only
+    when that subsystem registered its command): ``secrets lab-provision`` and
+    ``cache lab-setup``. The lab imports the subsystems; they never import the lab."""
+    secrets = commands.get("secrets")
+    if secrets is not None:
+        lp = secrets.add_parser(
+            "lab-provision", help="generate the lab's secrets tree from its host keys (idempotent)"
+        )
+        lp.add_argument("--dir", help="the lab directory (default $NIXIFY_LAB_DIR)")
+        lp.set_defaults(func=_lab_provision)
+    cache = commands.get("cache")
+    if cache is not None:
+        s = cache.add_parser("lab-setup", help="serve a cache from a lab host, enrol every host")
+        s.add_argument("--lab-dir", help="the lab's directory (default $NIXIFY_LAB_DIR)")
+        s.add_argument("--host", help="the lab host that serves it (default: a NAS)")
+        s.add_argument("--port", type=int, default=5080)
+        s.set_defaults(func=_lab_setup)

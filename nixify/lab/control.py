@@ -22,9 +22,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from nixify import paths
 from nixify.errors import ConfigError, NixifyError
-from nixify.inventory import Fleet, HostData
+from nixify.inventory import Fleet, HostData, load_fleet
 from nixify.lab.plan import LabHost, lab_host_plan
+from nixify.lab.secrets import (
+    LAB_OPERATOR_IDENTITY,
+    HostKeyAndMounts,
+    ProvisionResult,
+    provision_lab_secrets,
+)
 from nixify.lab.state import FIRST_OCTET, LabHostState, LabState
 from nixify.nix import nix_environ
 from nixify.transport import CommandFailed, LocalTransport, SshTransport, copy_closure
@@ -491,18 +498,28 @@ def up(
 def _provision_secrets(state: LabState, fleet: Fleet) -> None:
     """The lab's secrets tree: random values, encrypted to each host's own SSH host key
     (as age recipients) and the lab operator's age key; never written to the repo."""
-    from nixify.secrets.provision import (
-        LAB_OPERATOR_IDENTITY,
-        HostKeyAndMounts,
-        provision_lab_secrets,
-    )
-
     hosts = {
         h.name: HostKeyAndMounts(Path(h.host_key_pub).read_text(), tuple(fleet[h.name].secrets))
         for h in state.hosts
     }
     directory = Path(state.dir)
     provision_lab_secrets(directory / "secrets", hosts, directory / LAB_OPERATOR_IDENTITY)
+
+
+def provision_lab(lab_dir: Path, hosts_file: Path | None = None) -> ProvisionResult:
+    """Provision ``<lab_dir>/secrets`` from a running lab's host keys and the fleet's mounts.
+
+    The operator's age identity is ``<lab_dir>/operator_age.txt`` (made on first use).
+    """
+    state = LabState.load(lab_dir)
+    if state is None:
+        raise ConfigError(f"no lab in {lab_dir}: run `nixify lab up` first")
+    fleet = fleet_for_state(load_fleet(hosts_file or paths.hosts_file()), state)
+    hosts = {
+        h.name: HostKeyAndMounts(Path(h.host_key_pub).read_text(), tuple(fleet[h.name].secrets))
+        for h in state.hosts
+    }
+    return provision_lab_secrets(lab_dir / "secrets", hosts, lab_dir / LAB_OPERATOR_IDENTITY)
 
 
 def stop_host(directory: Path, name: str) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nixify.cache.config import CONFIG_NAME, DEFAULT_CONFIG_KEY, IDENTITY_FILE_KEY
 from nixify.errors import ConfigError
 from nixify.inventory import Connection, load_fleet, pyinfra_groups
 from nixify.lab.control import fleet_for_state
+from nixify.lab.secrets import LAB_OPERATOR_IDENTITY
 from nixify.lab.state import LabState, default_dir
+
+LAB_BOOT_ENTRY = "/nix/var/nixify-lab/boot/default"
 
 
 def lab_groups(
@@ -26,10 +30,18 @@ def lab_groups(
         h.name: Connection(h.address, h.port, "root", state.operator_key, state.known_hosts)
         for h in state.hosts
     }
+    lab_dir = Path(state.dir)
     return pyinfra_groups(
         fleet,
         connections,
-        lab_dir=state.dir,
         ssh_config=state.ssh_config,
-        secrets_dir=str(Path(state.dir) / "secrets"),
+        secrets_dir=str(lab_dir / "secrets"),
+        # generic host data the cache reads (nixify.cache.config): the lab's cache
+        # (written by `nixify cache lab-setup`) and the lab operator's age identity
+        **{
+            DEFAULT_CONFIG_KEY: str(lab_dir / CONFIG_NAME),
+            IDENTITY_FILE_KEY: str(lab_dir / LAB_OPERATOR_IDENTITY),
+        },
+        # the lab's systems keep their boot-loader entry here (fleet/switch-to-configuration.sh)
+        boot_entry=LAB_BOOT_ENTRY,
     )

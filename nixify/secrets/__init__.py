@@ -11,7 +11,7 @@ Modules, from the bottom up:
 * ``keys``: identity lookup like sops; ``recipients``: the recipients record;
   ``rules``: ``.sops.yaml`` creation rules from the inventory.
 * ``rekey``: parallel, atomic, idempotent rekey runs; ``audit``: the blast-radius
-  matrix; ``provision``: a secrets tree for the lab; ``install``: the on-host
+  matrix; ``install``: the on-host
   install script; ``cli``: ``nixify secrets ...`` and ``nixify ssh-to-age``.
 
 The pyinfra side (the host-key fact, the install operation) is

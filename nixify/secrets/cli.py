@@ -11,9 +11,15 @@ from typing import Any
 from nixify.errors import ConfigError
 from nixify.secrets.audit import audit, mounts_from_fleet, verify_files
 from nixify.secrets.keys import find_identities, identities_from_file
-from nixify.secrets.provision import load_mounts
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
-from nixify.secrets.rekey import MOUNTS_NAME, RekeyReport, discover, plan_jobs, rekey_paths
+from nixify.secrets.rekey import (
+    MOUNTS_NAME,
+    RekeyReport,
+    discover,
+    load_mounts,
+    plan_jobs,
+    rekey_paths,
+)
 from nixify.secrets.rules import (
     CONFIG_NAME,
     CreationRule,
@@ -96,7 +102,9 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> dict[str, Any]:
+    """Add ``ssh-to-age`` and ``secrets``; returns ``{"secrets": its actions}`` so that
+    another command module can add actions of its own."""
     p = subparsers.add_parser("ssh-to-age", help="SSH ed25519 keys to age recipients/identities")
     _ssh_to_age_args(p)
     p.set_defaults(func=cmd_ssh_to_age)
@@ -104,6 +112,7 @@ def register(subparsers: Any) -> None:
     sec = subparsers.add_parser("secrets", help="sops/age secrets: decrypt, rules, rekey, audit")
     sub = sec.add_subparsers(dest="secrets_command", metavar="ACTION")
     _register_actions(sub)
+    return {"secrets": sub}
 
 
 def _identity_arg(p: argparse.ArgumentParser) -> None:
@@ -336,20 +345,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_lab_provision(args: argparse.Namespace) -> int:
-    from nixify.lab.state import default_dir
-    from nixify.secrets.provision import LAB_OPERATOR_IDENTITY, provision_lab
-
-    lab_dir = Path(args.dir) if args.dir else default_dir()
-    result = provision_lab(lab_dir)
-    print(
-        f"{lab_dir / 'secrets'}: {len(result.created)} created, "
-        f"{result.rekey.count('rekeyed')} rekeyed, {result.rekey.count('unchanged')} unchanged; "
-        f"operator identity {lab_dir / LAB_OPERATOR_IDENTITY}"
-    )
-    return 0
-
-
 def _common(p: argparse.ArgumentParser, mounts: bool = True) -> None:
     p.add_argument("--secrets-dir", default="secrets", help="the secrets directory (secrets/)")
     if mounts:
@@ -404,15 +399,6 @@ def _register_actions(sub: Any) -> None:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_audit)
 
-    _register_lab(sub)
-
-
-def _register_lab(sub: Any) -> None:
-    lp = sub.add_parser(
-        "lab-provision", help="generate the lab's secrets tree from its host keys (idempotent)"
-    )
-    lp.add_argument("--dir", help="the lab directory (default $NIXIFY_LAB_DIR)")
-    lp.set_defaults(func=cmd_lab_provision)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import pyrage
+import yaml
 
 from nixify.errors import ConfigError
 from nixify.secrets.keys import find_identities, identities_from_file
@@ -237,3 +238,23 @@ def _config_for(paths: Sequence[Path]) -> Path:
         except ConfigError:
             pass
     return find_config(Path.cwd())
+
+
+def save_mounts(path: Path, mounts: Mapping[str, Sequence[str]]) -> None:
+    """Write ``host -> [files]`` (what the audit checks readers against)."""
+    lines = ["# host -> secret files it mounts (written by nixify provision)"]
+    for host in sorted(mounts):
+        lines.append(f"{host}: [{', '.join(sorted(mounts[host]))}]")
+    text = "\n".join(lines) + "\n"
+    if not path.exists() or path.read_text() != text:
+        atomic_write(path, text.encode())
+
+
+def load_mounts(path: Path) -> dict[str, list[str]]:
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read mounts: {exc}") from exc
+    if not isinstance(doc, dict) or not all(isinstance(v, list) for v in doc.values()):
+        raise ConfigError(f"{path}: expected `host: [file, ...]` entries")
+    return {str(h): [str(f) for f in fs] for h, fs in doc.items()}

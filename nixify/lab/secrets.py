@@ -1,4 +1,4 @@
-"""A secrets tree for a fleet whose host keys are known: the lab's, or a demo's.
+"""The lab's secrets tree (and a demo's): a fleet whose host keys are known.
 
 ``provision_lab_secrets`` makes (or brings up to date) in ``secrets_dir``:
 the operator's age identity (if absent), ``recipients.yaml`` from the hosts'
@@ -21,7 +21,7 @@ import pyrage
 from nixify.errors import ConfigError
 from nixify.secrets.keys import identities_from_file
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
-from nixify.secrets.rekey import MOUNTS_NAME, RekeyReport, plan_jobs, run_rekey
+from nixify.secrets.rekey import MOUNTS_NAME, RekeyReport, plan_jobs, run_rekey, save_mounts
 from nixify.secrets.rules import CONFIG_NAME, compute_rules, render_sops_yaml
 from nixify.secrets.sopsfile import encrypt_tree, format_of
 from nixify.secrets.tree import Branch, Comment
@@ -43,28 +43,6 @@ class ProvisionResult:
     rekey: RekeyReport = field(default_factory=RekeyReport)
     config_changed: bool = False
     record_changed: bool = False
-
-
-def save_mounts(path: Path, mounts: Mapping[str, Sequence[str]]) -> None:
-    """Write ``host -> [files]`` (what the audit checks readers against)."""
-    lines = ["# host -> secret files it mounts (written by nixify provision)"]
-    for host in sorted(mounts):
-        lines.append(f"{host}: [{', '.join(sorted(mounts[host]))}]")
-    text = "\n".join(lines) + "\n"
-    if not path.exists() or path.read_text() != text:
-        atomic_write(path, text.encode())
-
-
-def load_mounts(path: Path) -> dict[str, list[str]]:
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read mounts: {exc}") from exc
-    if not isinstance(doc, dict) or not all(isinstance(v, list) for v in doc.values()):
-        raise ConfigError(f"{path}: expected `host: [file, ...]` entries")
-    return {str(h): [str(f) for f in fs] for h, fs in doc.items()}
 
 
 def ensure_operator_identity(path: Path) -> str:
@@ -143,24 +121,3 @@ def provision_lab_secrets(
 
 
 LAB_OPERATOR_IDENTITY = "operator_age.txt"
-
-
-def provision_lab(lab_dir: Path, hosts_file: Path | None = None) -> ProvisionResult:
-    """Provision ``<lab_dir>/secrets`` from a running lab's host keys and the fleet's mounts.
-
-    The operator's age identity is ``<lab_dir>/operator_age.txt`` (made on first use).
-    """
-    from nixify import paths
-    from nixify.inventory import load_fleet
-    from nixify.lab import LabState
-    from nixify.lab.control import fleet_for_state
-
-    state = LabState.load(lab_dir)
-    if state is None:
-        raise ConfigError(f"no lab in {lab_dir}: run `nixify lab up` first")
-    fleet = fleet_for_state(load_fleet(hosts_file or paths.hosts_file()), state)
-    hosts = {
-        h.name: HostKeyAndMounts(Path(h.host_key_pub).read_text(), tuple(fleet[h.name].secrets))
-        for h in state.hosts
-    }
-    return provision_lab_secrets(lab_dir / "secrets", hosts, lab_dir / LAB_OPERATOR_IDENTITY)

@@ -31,7 +31,11 @@ from nixify.cache.keys import (
     write_key_secret,
 )
 from nixify.errors import ConfigError, NixifyError
+from nixify.lab.control import provision_lab
+from nixify.lab.secrets import LAB_OPERATOR_IDENTITY
 from nixify.lab.state import LabHostState, LabState
+from nixify.secrets.keys import identities_from_file
+from nixify.secrets.sopsfile import SopsFile
 from nixify.transport import HostUnreachable, SshTransport
 
 CACHE_DIR = "/var/lib/nixify/cache"
@@ -103,9 +107,6 @@ def stop_server(state: LabState, host: str) -> None:
 
 def ensure_key(secrets_dir: Path, relpath: str, identity_file: Path, name: str) -> SigningKey:
     """The lab's signing key: the one in the sops file, or a new one written there."""
-    from nixify.secrets.keys import identities_from_file
-    from nixify.secrets.sopsfile import SopsFile
-
     path = secrets_dir / relpath
     ids = [i.identity for i in identities_from_file(identity_file)]
     # A file that will not decrypt is an error, never overwritten; only the
@@ -136,8 +137,6 @@ def setup_lab_cache(
     port: int = DEFAULT_PORT,
     key_name: str = DEFAULT_KEY_NAME,
 ) -> CacheConfig:
-    from nixify.secrets.provision import LAB_OPERATOR_IDENTITY, provision_lab
-
     state = LabState.load(lab_dir)
     if state is None:
         raise ConfigError(f"no lab in {lab_dir}: run `nixify lab up` first")
