@@ -169,9 +169,24 @@ def test_3_a_version_bump_for_one_role_changes_only_that_role(
                 ("samba", ["4.20.2"], ["4.20.3"])
             ]
             assert diff["added"] == [] and diff["removed"] == []
+            # gate 2 names the root cause, as `nixify diff --rca` does: samba's version
+            evidence = report["hosts"][h.name]["gates"]["diff"]["evidence"]
+            assert "rca_note" not in evidence, evidence.get("rca_note")
+            causes = evidence["rca"]["causes"]
+            assert [c["package"] for c in causes] == ["samba"], causes
+            fields = {(ch["field"], ch["old"], ch["new"]) for ch in causes[0]["changes"]}
+            assert ("version", "4.20.2", "4.20.3") in fields, fields
+            assert evidence["rca"]["unexplained"] == []
         else:
             assert after == before[h.name], h.name
     assert "samba" in proc.stderr and "4.20.2" in proc.stderr and "4.20.3" in proc.stderr
+    # and a declared expectation passes without accept_drift
+    edit(project / "fleet" / "packages.nix", 'version = "4.20.3"', 'version = "4.20.4"')
+    git(project, "commit", "-qam", "feat(nas): samba 4.20.4")
+    proc = deploy(lab, project, "--limit", "nas", "--data", "expect=samba")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name, rep in latest_report(project)["hosts"].items():
+        assert rep["gates"]["diff"]["evidence"]["drift"]["ok"], name
 
 
 def test_4_a_unit_that_fails_returns_the_host_to_known_good(

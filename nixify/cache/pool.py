@@ -283,7 +283,10 @@ class BuildPool:
                 members = [
                     m for m in pool_members(probes, builder_data, builder) if m.name not in own
                 ]
-            self._build_batch(builder, builder_data, dict(args), hosts, digest, blob, members)
+            old = [self.previous_drvs[h.name] for h in hosts if h.name in self.previous_drvs]
+            self._build_batch(
+                builder, builder_data, dict(args), hosts, digest, blob, members, old
+            )
 
         # The largest batch's evaluator hands builds to the whole pool; the other
         # batches (a builder's own system, built by another builder) run beside it
@@ -370,12 +373,20 @@ class BuildPool:
         outs_text, _, rest = res.stdout.partition(_SEP + "\n")
         drvs_text, _, show = rest.partition(_SEP + "\n")
         outs, drvs = outs_text.split(), drvs_text.split()
+        if not (len(outs) == len(drvs) == len(hosts)):  # never drop a host silently
+            for h in hosts:
+                self.outcomes[h.name] = BuildOutcome(
+                    h.name, builder, placement=placement, seconds=seconds,
+                    error=f"build on {builder} returned {len(outs)} output(s) and "
+                    f"{len(drvs)} deriver(s) for {len(hosts)} host(s)",
+                )
+            return
         try:
             self.derivations[builder] = parse_derivations(show or "{}", builder)
         except ConfigError as exc:
             self.say(builder, f"derivations unavailable for the diff gate: {exc}")
         built = list(placement)
-        for h, out, drv in zip(hosts, outs, drvs, strict=False):
+        for h, out, drv in zip(hosts, outs, drvs, strict=True):
             self.outcomes[h.name] = BuildOutcome(
                 h.name,
                 builder,
