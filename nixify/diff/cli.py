@@ -20,17 +20,64 @@ from nixify.diff.drift import DriftPolicy, DriftVerdict
 from nixify.diff.rca import RootCauseReport, explain
 from nixify.diff.versions import diff_closures
 from nixify.errors import ConfigError
+from nixify.inventory import ssh_args_from_data
+from nixify.inventory.listing import list_inventory
 from nixify.nix import CommandRunner, LocalRunner, SshRunner, is_store_path, store_path_root
+from nixify.paths import repo_root
 
 _HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
 
 
-def ssh_runner(host: str, ssh_config: str | None) -> SshRunner:
-    """An ``SshRunner`` for ``host``, through ``ssh_config`` when given."""
+DEFAULT_INVENTORY = "inventories/fleet.py"
+
+
+class HostAccess:
+    """How ``HOST:`` is reached: through ``--ssh-config`` when given, else with the
+    connection data the pyinfra inventory gives the host (the lab's ssh_config, or
+    the fleet's address, port, key and known_hosts), as a deploy reaches it."""
+
+    def __init__(self, ssh_config: str | None = None, inventory: str | None = None) -> None:
+        self.ssh_config = ssh_config
+        self.inventory = inventory
+        self._hosts: dict[str, Any] | None = None
+
+    def inventory_file(self) -> str:
+        return self.inventory or os.environ.get("NIXIFY_INVENTORY") or DEFAULT_INVENTORY
+
+    def _inventory_hosts(self) -> dict[str, Any]:
+        if self._hosts is None:
+            self._hosts = inventory_host_data(self.inventory_file())
+        return self._hosts
+
+    def ssh_args(self, host: str) -> list[str]:
+        if self.ssh_config:
+            return ["-F", self.ssh_config, host]
+        hosts = self._inventory_hosts()
+        if host not in hosts:
+            raise ConfigError(
+                f"{host}: not a host of the inventory {self.inventory_file()} "
+                f"(hosts: {', '.join(sorted(hosts)) or 'none'}); give --inventory or --ssh-config"
+            )
+        return ssh_args_from_data(host, hosts[host])
+
+
+def inventory_host_data(inventory: str) -> dict[str, Any]:
+    """host -> its pyinfra data, as the inventory file gives it (run from the project)."""
+    try:
+        hosts = list_inventory(inventory, repo_root())
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (or give --ssh-config FILE)") from None
+    return {h.name: h.data for h in hosts}
+
+
+def ssh_runner(host: str, access: HostAccess | str | None) -> SshRunner:
+    """An ``SshRunner`` for ``host``: through an ssh config file, or ``access``."""
     if not _HOST.fullmatch(host):
         # Never hand ssh something it could read as an option (-oProxyCommand=...).
         raise ConfigError(f"{host!r} is not a host name")
-    args = ["-F", ssh_config, host] if ssh_config else [host]
+    if not isinstance(access, HostAccess):
+        access = HostAccess(ssh_config=access) if access else None
+    args = access.ssh_args(host) if access is not None else [host]
     return SshRunner(host, args)
 
 
@@ -65,7 +112,9 @@ def remote_path(rest: str) -> str:
     return CURRENT_SYSTEM if rest in ("current", "") else rest
 
 
-def load_closure(spec: str, ssh_config: str | None = None, use_db: bool = True) -> Closure:
+def load_closure(
+    spec: str, ssh_config: HostAccess | str | None = None, use_db: bool = True
+) -> Closure:
     """Resolve ``spec`` and read its closure (locally from the database when possible)."""
     remote = _remote_spec(spec)
     if remote is not None:
@@ -82,22 +131,25 @@ def load_closure(spec: str, ssh_config: str | None = None, use_db: bool = True) 
         db.close()
 
 
-def derivation_source(drvs_from: str | None, ssh_config: str | None) -> LazyDerivations:
+def derivation_source(
+    drvs_from: str | None, ssh_config: HostAccess | str | None
+) -> LazyDerivations:
     """Derivations on ``drvs_from`` (a builder) or here, read as the RCA walk needs them."""
     runner: CommandRunner = ssh_runner(drvs_from, ssh_config) if drvs_from else LocalRunner()
     return LazyDerivations(runner)
 
 
 def _run(args: argparse.Namespace) -> int:
-    old = load_closure(args.old, args.ssh_config, not args.no_db)
-    new = load_closure(args.new, args.ssh_config, not args.no_db)
+    access = HostAccess(args.ssh_config, args.inventory)
+    old = load_closure(args.old, access, not args.no_db)
+    new = load_closure(args.new, access, not args.no_db)
     diff = diff_closures(old, new)
     if args.nix_style:
         sys.stdout.write(diff.render_nix_style())
         return 0
     rca: RootCauseReport | None = None
     if args.rca or args.expect:
-        rca = explain(diff, derivation_source(args.drvs_from, args.ssh_config))
+        rca = explain(diff, derivation_source(args.drvs_from, access))
     verdict: DriftVerdict | None = None
     if args.expect or args.accept_drift:
         expected = frozenset(x for e in args.expect for x in e.split(",") if x)
@@ -130,7 +182,10 @@ of every change, from the derivations.
 
 OLD and NEW are store paths, profiles or generation links (resolved), or
 HOST:current (the host's /run/current-system) or HOST:PATH, read over ssh:
-only the closure's path metadata crosses the wire.
+only the closure's path metadata crosses the wire. A host is reached as a
+deploy reaches it, with the inventory's connection data (--inventory, default
+$NIXIFY_INVENTORY or inventories/fleet.py; the lab's inventories/lab.py uses
+the lab's ssh_config), or through --ssh-config FILE.
 
 Exit status: 0, or 1 when --expect is given and something else changed,
 2 on bad input (a path that is not in the store, does not exist, or was
@@ -149,9 +204,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("new", metavar="NEW", help="store path, profile/generation link, HOST:current")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rca", action="store_true", help="explain every change by its derivations")
-    p.add_argument("--ssh-config", metavar="FILE", help="ssh config naming the hosts (-F)")
     p.add_argument(
-        "--drvs-from", metavar="HOST", help="read .drv files on HOST (a builder), not here"
+        "--inventory",
+        metavar="FILE",
+        help="pyinfra inventory whose connection data reaches HOST "
+        f"(default: $NIXIFY_INVENTORY or {DEFAULT_INVENTORY})",
+    )
+    p.add_argument(
+        "--ssh-config", metavar="FILE", help="reach HOST through this ssh config (-F) instead"
+    )
+    p.add_argument(
+        "--drvs-from", metavar="HOST", help="with --rca: read .drv files on HOST (a builder)"
     )
     p.add_argument(
         "--expect",
