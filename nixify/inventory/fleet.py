@@ -90,6 +90,22 @@ class Fleet:
         return [self.hosts[b] for b in host.builders]
 
 
+def merged_secrets(
+    data: Mapping[str, Any],
+    role_defaults: Mapping[str, Mapping[str, Any]],
+    entry: Mapping[str, Any],
+) -> Any:
+    """A host's ``secrets``: its role's list, then the files the host adds (each once,
+    in that order). A host entry's ``secrets`` adds to its role's, never replaces it."""
+    role = entry.get("role")
+    defaults = role_defaults.get(role) if isinstance(role, str) else None
+    base = defaults.get("secrets") if isinstance(defaults, Mapping) else None
+    own = entry.get("secrets")
+    if not isinstance(base, list | tuple) or not isinstance(own, list | tuple):
+        return data.get("secrets", ())  # one of them absent (or malformed: validation says)
+    return list(dict.fromkeys([*base, *own]))
+
+
 def build_fleet(
     role_defaults: Mapping[str, Mapping[str, Any]],
     host_entries: Sequence[Mapping[str, Any]],
@@ -116,6 +132,7 @@ def build_fleet(
         if isinstance(role, str):
             data.update(role_defaults.get(role, {}))
         data.update(entry)
+        data["secrets"] = merged_secrets(data, role_defaults, entry)
         try:
             hosts[name] = HostData.model_validate(data)
         except ValidationError as exc:
