@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nixify.gitgate.cli",  # nixify hooks|gate|integrate|fixup|worktree
     "nixify.pipeline.cli",  # nixify status|rollback (pipeline / ledger)
     "nixify.cache.cli",  # nixify cache ...
+    "nixify.docs.cli",  # nixify docs build
+    "nixify.report.cli",  # nixify report
 )
 
 # Modules that add subcommands to other modules' commands, with ``extend(commands)``
@@ -49,6 +51,8 @@ FAST_COMMANDS: dict[str, tuple[str, ...]] = {
     "status": ("nixify.pipeline.cli",),
     "rollback": ("nixify.pipeline.cli",),
     "cache": ("nixify.cache.cli", "nixify.lab.cli"),
+    "docs": ("nixify.docs.cli",),
+    "report": ("nixify.report.cli",),
 }
 
 
