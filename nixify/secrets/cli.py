@@ -75,7 +75,8 @@ def main_ssh_to_age(argv: Sequence[str]) -> int:
 
 
 def _ssh_to_age_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-i", dest="input", metavar="FILE", help="read FILE (default stdin)")
+    parser.add_argument("--input", dest="input", metavar="FILE", help="read FILE (default stdin)")
+    parser.add_argument("-i", dest="input", help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument(
         "--private-key",
         action="store_true",
@@ -348,13 +349,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, mounts: bool = True) -> None:
     p.add_argument("--secrets-dir", default="secrets", help="the secrets directory (secrets/)")
     if mounts:
-        p.add_argument("--inventory", help="hosts file declaring mounts (inventories/hosts.yaml)")
-        p.add_argument("--mounts", help="YAML host -> [files] instead of the inventory")
+        _hosts_file_arg(p, "the fleet declaration whose hosts' `secrets` say who mounts what")
+        p.add_argument("--mounts", metavar="FILE",
+                       help="YAML host -> [files] instead of the fleet declaration")
+
+
+def _hosts_file_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--hosts-file", dest="inventory", metavar="FILE",
+                   help=f"{what} (default inventories/hosts.yaml)")
+    p.add_argument("--inventory", dest="inventory", help=argparse.SUPPRESS)  # the old spelling
 
 
 def _register_actions(sub: Any) -> None:
     d = sub.add_parser("decrypt", help="print a sops file's plaintext, as sops decrypt does")
-    d.add_argument("file")
+    d.add_argument("file", metavar="FILE", help="the sops file")
     _identity_arg(d)
     d.set_defaults(func=cmd_decrypt)
 
@@ -366,9 +374,10 @@ def _register_actions(sub: Any) -> None:
     c = sub.add_parser("collect", help="record host keys (from lab status or files)")
     _common(c, mounts=False)
     c.add_argument("--lab-status", metavar="JSON", help="`nixify lab status --json` output")
-    c.add_argument("--host", action="append", metavar="NAME=PUBFILE")
-    c.add_argument("--inventory", help="hosts file whose ssh_host_key entries to record")
-    c.add_argument("--operator", metavar="NAME=AGE1...")
+    c.add_argument("--host", action="append", metavar="NAME=PUBFILE",
+                   help="record NAME's host key from its .pub file (repeatable)")
+    _hosts_file_arg(c, "record the `ssh_host_key` entries of this fleet declaration")
+    c.add_argument("--operator", metavar="NAME=AGE1...", help="record an operator's recipient")
     c.set_defaults(func=cmd_collect)
 
     k = sub.add_parser(
@@ -380,24 +389,113 @@ def _register_actions(sub: Any) -> None:
     k.set_defaults(func=cmd_check)
 
     rk = sub.add_parser("rekey", help="bring every file's recipients to its rule")
-    rk.add_argument("paths", nargs="*", metavar="PATH")
+    rk.add_argument("paths", nargs="*", metavar="PATH",
+                    help="files or directories to rekey (default secrets/)")
     rk.add_argument("--dry-run", action="store_true", help="print recipients added/removed")
-    rk.add_argument("--config", help=".sops.yaml (default: nearest above PATH, then cwd)")
+    rk.add_argument("--config", metavar="FILE",
+                    help=".sops.yaml (default: nearest above PATH, then cwd)")
     rk.add_argument("-j", "--jobs", type=int, help="worker processes (default: 2 x CPUs)")
     rk.add_argument("--json", action="store_true", help="machine-readable result per file")
     _identity_arg(rk)
     rk.set_defaults(func=cmd_rekey)
 
     ro = sub.add_parser("rotate", help="new data key for a file (after removing a recipient)")
-    ro.add_argument("file")
-    ro.add_argument("--config")
+    ro.add_argument("file", metavar="FILE", help="the sops file")
+    ro.add_argument("--config", metavar="FILE",
+                    help=".sops.yaml (default: nearest above FILE)")
     _identity_arg(ro)
     ro.set_defaults(func=cmd_rotate)
 
     a = sub.add_parser("audit", help="blast-radius matrix host x file; fails on excess")
     _common(a)
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="machine-readable matrix")
     a.set_defaults(func=cmd_audit)
+
+    _register_authoring(sub)
+
+
+def _relpath(path: Path, secrets_dir: Path) -> str:
+    try:
+        return path.resolve().relative_to(secrets_dir.resolve()).as_posix()
+    except ValueError:
+        raise ConfigError(f"{path}: not inside the secrets directory {secrets_dir}") from None
+
+
+def _readers(args: argparse.Namespace, targets: Sequence[str]) -> list[str]:
+    """The hosts ``--for ROLE|HOST`` names, from the fleet declaration."""
+    from nixify.inventory import load_fleet
+
+    fleet = load_fleet(Path(args.inventory or "inventories/hosts.yaml"))
+    hosts: list[str] = []
+    for target in targets:
+        named = [h.name for h in fleet.by_role(target)] or [
+            h.name for h in fleet if h.name == target
+        ]
+        if not named:
+            raise ConfigError(f"--for {target}: no such role or host in {fleet.source}")
+        hosts += [h for h in named if h not in hosts]
+    return hosts
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from nixify.secrets.authoring import add_secret, read_plaintext, recipients_for
+
+    path = Path(args.file)
+    secrets_dir = Path(args.secrets_dir)
+    rel = _relpath(path, secrets_dir)
+    if path.exists():
+        raise ConfigError(f"{path}: exists; change it with `nixify secrets edit {path}`")
+    record = _record(args)
+    mounts = _mounts(args)
+    readers = _readers(args, args.for_ or [])
+    recipients, hosts = recipients_for(
+        rel, mounts, readers, record.host_recipients(), record.operator_recipients
+    )
+    plaintext = read_plaintext(args.source, path, "")
+    add_secret(path, plaintext, recipients)
+    print(f"{path}: encrypted to the operator and {len(hosts)} host(s): {' '.join(hosts) or '-'}")
+    undeclared = [h for h in hosts if rel not in mounts.get(h, [])]
+    if undeclared:
+        print(f"note: declare {rel} in the `secrets` of {' '.join(undeclared)} (or their role) "
+              f"in {args.inventory or 'inventories/hosts.yaml'}, then run `nixify secrets rules`")
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from nixify.secrets.authoring import edit_secret
+
+    path = Path(args.file)
+    if edit_secret(path, _identities(args), args.source):
+        print(f"{path}: re-encrypted (same recipients, same data key)")
+    else:
+        print(f"{path}: unchanged")
+    return 0
+
+
+def _register_authoring(sub: Any) -> None:
+    ad = sub.add_parser(
+        "add",
+        help="encrypt a new secret to the operator and the hosts that mount it "
+        "(plaintext from $EDITOR in /dev/shm, or stdin with -)",
+    )
+    ad.add_argument("file", metavar="FILE", help="the new sops file, inside the secrets directory")
+    ad.add_argument("source", nargs="?", metavar="-",
+                    help="read the plaintext from standard input instead of $EDITOR")
+    ad.add_argument("--for", dest="for_", action="append", metavar="ROLE|HOST", required=True,
+                    help="who mounts it (repeatable); added to those the fleet declares")
+    _common(ad)
+    ad.set_defaults(func=cmd_add)
+
+    ed = sub.add_parser(
+        "edit",
+        help="change a secret in $EDITOR (plaintext only in /dev/shm, 0600, removed after) "
+        "or from stdin with -; same recipients and data key",
+    )
+    ed.add_argument("file", metavar="FILE", help="the sops file")
+    ed.add_argument("source", nargs="?", metavar="-",
+                    help="read the new plaintext from standard input instead of $EDITOR")
+    _identity_arg(ed)
+    ed.set_defaults(func=cmd_edit)
 
 
 
