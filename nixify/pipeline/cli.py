@@ -197,8 +197,9 @@ def _rollback(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", action="append", metavar="ROLE|HOST",
                    help="only these roles or hosts (repeatable)")
-    p.add_argument("--inventory", "-i", default=None,
+    p.add_argument("--inventory", default=None, metavar="FILE",
                    help=f"pyinfra inventory (default: $NIXIFY_INVENTORY or {DEFAULT_INVENTORY})")
+    p.add_argument("-i", dest="inventory", help=argparse.SUPPRESS)  # the old spelling
 
 
 def register(sub: Any) -> None:
