@@ -465,7 +465,8 @@ table.gates{width:auto}table.gates td,table.gates th{padding:2px 8px}
 .reason{margin:.3em 0}
 .track{width:45%;min-width:240px}.lane{position:relative;height:16px;background:#eef1f4;
 border-radius:3px}
-.bar{position:absolute;top:2px;height:12px;border-radius:2px;background:var(--ok)}
+.bar{position:absolute;top:2px;height:12px;border-radius:2px;background:var(--ok);
+box-shadow:inset -2px 0 #fff}
 .bar.bad{background:var(--bad)}.bar.warn{background:#d4a72c}
 .key{display:inline-block;padding:0 6px;margin-left:6px;border-radius:3px;color:#fff}
 .key.ok{background:var(--ok)}.key.bad{background:var(--bad)}.key.warn{background:#d4a72c}
