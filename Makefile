@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := nix-bin openssh-server age ripgrep git util-linux chromium chromium-driver
+APT_PACKAGES := nix-bin openssh-server age ripgrep git util-linux
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint lab-up lab-down clean
@@ -31,8 +31,9 @@ test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
 lint: setup
-	$(VENV)/bin/ruff check nixify operations tests deploy.py rollback.py inventories bench
+	$(VENV)/bin/ruff check nixify operations tests deploy.py rollback.py status.py inventories bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 lab-up: setup
 	$(VENV)/bin/nixify lab up

@@ -10,11 +10,12 @@ from pyinfra.api.exceptions import InventoryError
 from nixify.errors import NixifyError
 from nixify.inventory import fleet_groups
 from nixify.inventory.limits import comma_groups
+from nixify.secrets.sopsfile import decrypt_file
 from operations.lifecycle import begin_run
 from operations.status import begin_status
 
 try:
-    _groups = fleet_groups(Path(__file__).parent / "hosts.yaml")
+    _groups = fleet_groups(Path(__file__).parent / "hosts.yaml", decrypt=decrypt_file)
     begin_run(sys.argv, _groups, ("all", "fleet"))
     begin_status(sys.argv)
 except NixifyError as _exc:

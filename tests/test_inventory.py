@@ -16,6 +16,7 @@ from labkit import REPO, VENV_BIN
 
 from nixify.errors import ConfigError
 from nixify.inventory import ROLES, build_fleet, load_address_map, load_fleet
+from nixify.secrets.sopsfile import decrypt_file
 
 HOSTS = REPO / "inventories" / "hosts.yaml"
 
@@ -230,8 +231,8 @@ def test_sops_encrypted_address_map_is_read_with_the_operator_key(
     plain.unlink()
     assert "2200" not in enc.read_text()
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "keys.txt"))
-    conns = load_address_map(fleet, enc)
+    conns = load_address_map(fleet, enc, decrypt=decrypt_file)
     assert conns["wsl-dev-1"].port == 2200 and conns["operator-2"].port == 2214
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "missing.txt"))
     with pytest.raises(ConfigError):
-        load_address_map(fleet, enc)
+        load_address_map(fleet, enc, decrypt=decrypt_file)

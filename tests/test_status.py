@@ -150,7 +150,7 @@ class FakeHost:
         self.connected = connected
         self._facts = facts
 
-    def get_fact(self, fact: type) -> Any:
+    def get_fact(self, fact: type, **kwargs: Any) -> Any:
         assert self._facts is not None
         return self._facts[fact.__name__]
 

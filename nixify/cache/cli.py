@@ -16,39 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from nixify.errors import ConfigError
+from nixify.inventory.listing import inventory_groups
 
 DEFAULT_INVENTORY = "inventories/fleet.py"
-
-
-def inventory_groups(
-    inventory: str, root: Path
-) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """The groups of a pyinfra inventory file and each host's data, as pyinfra loads
-    them (``pyinfra INVENTORY debug-inventory``): the inventory decides which hosts
-    exist and how they are reached."""
-    pyinfra = Path(sys.executable).with_name("pyinfra")
-    proc = subprocess.run(
-        [str(pyinfra), inventory, "debug-inventory", "--json"],
-        cwd=root, capture_output=True, text=True,
-    )
-    try:
-        hosts = json.loads(proc.stdout)
-    except ValueError:
-        tail = (proc.stderr.strip() or proc.stdout.strip())[-800:]
-        raise ConfigError(f"--inventory {inventory}: pyinfra could not load it: {tail}") from None
-    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for h in hosts:
-        data = h.get("data") or {}
-        for group in h.get("groups") or []:
-            groups.setdefault(str(group), []).append((str(h["name"]), dict(data)))
-    return groups
 
 
 def select(
@@ -78,7 +54,7 @@ def _warm(args: argparse.Namespace) -> int:
 
     repo = paths.repo_root()
     inventory = args.inventory or os.environ.get("NIXIFY_INVENTORY") or DEFAULT_INVENTORY
-    groups = inventory_groups(inventory, repo)
+    groups = inventory_groups(inventory, repo)  # as pyinfra loads it
     if not groups:
         raise ConfigError(f"--inventory {inventory}: no hosts")
     limits = [p for value in args.limit for p in value.split(",") if p]

@@ -24,6 +24,7 @@ from typing import Any
 from nixify.diff.closure import Closure
 from nixify.diff.derivations import Derivation, DerivationSource
 from nixify.diff.names import split_drv_name
+from nixify.diff.render import render_rca
 from nixify.diff.versions import ClosureDiff, diff_closures
 from nixify.nix import store_path_name
 
@@ -169,8 +170,6 @@ class RootCauseReport:
         }
 
     def render(self, limit: int = 12) -> str:
-        from nixify.diff.render import render_rca
-
         return render_rca(self, limit=limit)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from nixify.diff.closure import Closure
 from nixify.diff.names import parse_package_name
+from nixify.diff.render import render_diff
 from nixify.nix import store_path_name
 
 # diff-closures prints a size delta only from this many bytes on.
@@ -205,8 +206,6 @@ class ClosureDiff:
 
     def render(self, color: bool = False) -> str:
         """Human output, nvd-like: changed, added, removed, rebuilt, then the totals."""
-        from nixify.diff.render import render_diff
-
         return render_diff(self, color=color)
 
     def render_nix_style(self) -> str:

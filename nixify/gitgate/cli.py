@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nixify.errors import ConfigError
 from nixify.gitgate.git import config_get, git, toplevel
-from nixify.gitgate.hooks import default_nixify_cmd
+from nixify.gitgate.hooks import default_nixify_cmd, install_hooks, uninstall_hooks
 from nixify.gitgate.policy import gate_script_path
 
 
@@ -120,9 +121,6 @@ def register(subparsers: Any) -> None:
 
 
 def _hooks_install(args: argparse.Namespace) -> int:
-    from nixify.errors import ConfigError
-    from nixify.gitgate.hooks import install_hooks
-
     if args.server is None:
         if args.allowed_signers is not None:
             raise ConfigError("--allowed-signers goes with --server DIR")
@@ -150,8 +148,6 @@ def _hooks_install(args: argparse.Namespace) -> int:
 
 
 def _hooks_uninstall(args: argparse.Namespace) -> int:
-    from nixify.gitgate.hooks import uninstall_hooks
-
     repo = args.server.resolve() if args.server is not None else toplevel(args.repo)
     actions = uninstall_hooks(repo)
     for action in actions:
@@ -174,32 +170,32 @@ def _gate_script(args: argparse.Namespace) -> int:
 
 
 def _gate_validate(args: argparse.Namespace) -> int:
-    from nixify.gitgate.validate import validate
+    from nixify.gitgate.validate import validate  # lazy: CLI start-up time
 
     return validate(args.repo, sys.stdin.read(), args.remote)
 
 
 def _gate_verify(args: argparse.Namespace) -> int:
-    from nixify.gitgate.verify import verify
+    from nixify.gitgate.verify import verify  # lazy: CLI start-up time
 
     return verify(args.repo, args.range, args.branch)
 
 
 def _gate_staged(args: argparse.Namespace) -> int:
-    from nixify.gitgate.verify import staged
+    from nixify.gitgate.verify import staged  # lazy: CLI start-up time
 
     return staged(args.repo)
 
 
 def _gate_pre_receive(args: argparse.Namespace) -> int:
-    from nixify.gitgate.verify import pre_receive
+    from nixify.gitgate.verify import pre_receive  # lazy: CLI start-up time
 
     return pre_receive(Path(git(Path("."), "rev-parse", "--absolute-git-dir")),
                        sys.stdin.read())
 
 
 def _fixup(args: argparse.Namespace) -> int:
-    from nixify.gitgate.fixup import fixup
+    from nixify.gitgate.fixup import fixup  # lazy: CLI start-up time
 
     done = fixup(args.repo, args.commit)
     print(f"{done.branch}: folded the staged fix into {done.target[:10]} {done.subject!r}; "
@@ -208,7 +204,7 @@ def _fixup(args: argparse.Namespace) -> int:
 
 
 def _integrate(args: argparse.Namespace) -> int:
-    from nixify.gitgate.integrate import integrate
+    from nixify.gitgate.integrate import integrate  # lazy: CLI start-up time
 
     repo = toplevel(args.repo)
     into = args.into or config_get(repo, "nixify.operatorBranch") or "main"
@@ -220,7 +216,7 @@ def _integrate(args: argparse.Namespace) -> int:
 
 
 def _worktree_new(args: argparse.Namespace) -> int:
-    from nixify.gitgate.worktree import new_worktree
+    from nixify.gitgate.worktree import new_worktree  # lazy: CLI start-up time
 
     made = new_worktree(toplevel(args.repo), args.branch, args.base, args.path)
     print(f"{made.path}: {made.branch} from {made.base} at {made.base_sha[:12]}")
@@ -230,7 +226,7 @@ def _worktree_new(args: argparse.Namespace) -> int:
 
 
 def _worktree_done(args: argparse.Namespace) -> int:
-    from nixify.gitgate.worktree import finish_worktree
+    from nixify.gitgate.worktree import finish_worktree  # lazy: CLI start-up time
 
     note = finish_worktree(args.repo.resolve(), args.note, args.open_items)
     print(f"handoff note: {note}")

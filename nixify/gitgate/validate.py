@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nixify.gitgate.git import config_all, config_get, git_ok, toplevel
+from nixify.gitgate.verify import protected_names, protected_problems
 from nixify.leak.allowlist import ALLOWLIST_NAME, load_allowlist
 from nixify.leak.history import scan_history
 from nixify.nix.env import nix_environ
@@ -138,8 +139,6 @@ def leak_gate(repo: Path, updates: list[RefUpdate], remote: str) -> bool:
 def protected_gate(repo: Path, updates: list[RefUpdate], remote: str) -> bool:
     """A push to a protected branch must already meet the server's rules: forward
     only, operator-signed tip and merges, no fixup commits (see ``verify``)."""
-    from nixify.gitgate.verify import protected_names, protected_problems
-
     heads = {
         u.remote_ref.removeprefix("refs/heads/"): u
         for u in updates

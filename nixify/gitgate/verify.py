@@ -36,6 +36,7 @@ from pathlib import Path
 from nixify.errors import ConfigError
 from nixify.gitgate.git import GitError, config_get, git, git_ok
 from nixify.gitgate.policy import run_gate
+from nixify.leak.allowlist import load_allowlist
 from nixify.leak.scanner import Finding, scan_bytes
 
 ZERO = "0" * 40
@@ -214,8 +215,6 @@ def allowlist_at(repo: Path, rev: str | None) -> object | None:
 
 
 def _load_allowlist_bytes(data: bytes, repo: Path) -> object:
-    from nixify.leak.allowlist import load_allowlist
-
     with tempfile.TemporaryDirectory(prefix="nixify-allow-") as tmp:
         path = Path(tmp) / ALLOWLIST_NAME
         path.write_bytes(data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from nixify.errors import ConfigError
-from nixify.inventory.fleet import Fleet, load_yaml
+from nixify.inventory.fleet import Fleet, load_fleet, load_yaml
 from nixify.inventory.model import ROLES, HostData
 
 ADDRESSES_ENV = "NIXIFY_ADDRESSES"
@@ -51,21 +51,25 @@ def _how_to_provide(fleet: Fleet) -> str:
     )
 
 
-def _read_map(path: Path) -> Any:
-    """The address map, decrypted in memory when it is a sops file (with the
-    operator's age identity, found as sops finds it)."""
+Decrypter = Callable[[Path], str]
+"""A sops file's plaintext, decrypted in memory (``nixify.secrets.sopsfile.decrypt_file``)."""
+
+
+def _read_map(path: Path, decrypt: Decrypter | None) -> Any:
+    """The address map, decrypted in memory by ``decrypt`` when it is a sops file."""
     doc = load_yaml(path)
     if isinstance(doc, Mapping) and "sops" in doc:
-        from nixify.secrets.keys import find_identities
-        from nixify.secrets.sopsfile import SopsFile
-
-        identities = [i.identity for i in find_identities()]
-        return yaml.safe_load(SopsFile.load(path).plaintext(identities))
+        if decrypt is None:
+            raise ConfigError(f"{path}: sops-encrypted, and no decrypter was given to read it")
+        return yaml.safe_load(decrypt(path))
     return doc
 
 
-def load_address_map(fleet: Fleet, path: Path | None = None) -> dict[str, Connection]:
-    """Every host's connection, from the private map. Errors name the host and field."""
+def load_address_map(
+    fleet: Fleet, path: Path | None = None, decrypt: Decrypter | None = None
+) -> dict[str, Connection]:
+    """Every host's connection, from the private map (a sops file is opened with
+    ``decrypt``). Errors name the host and field."""
     if path is None:
         env = os.environ.get(ADDRESSES_ENV)
         if env:
@@ -78,7 +82,7 @@ def load_address_map(fleet: Fleet, path: Path | None = None) -> dict[str, Connec
         raise ConfigError(
             f"{path}: address map not found ({ADDRESSES_ENV}); {_how_to_provide(fleet)}"
         )
-    doc = _read_map(path)
+    doc = _read_map(path, decrypt)
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{path}: expected a mapping of host -> address")
     result: dict[str, Connection] = {}
@@ -135,12 +139,13 @@ def pyinfra_groups(
     return groups
 
 
-def fleet_groups(hosts_file: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """The real fleet's groups: validated host data plus the private address map."""
-    from nixify.inventory.fleet import load_fleet
-
+def fleet_groups(
+    hosts_file: Path, decrypt: Decrypter | None = None
+) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The real fleet's groups: validated host data plus the private address map
+    (opened with ``decrypt`` when it is sops-encrypted)."""
     fleet = load_fleet(hosts_file)
-    return pyinfra_groups(fleet, load_address_map(fleet))
+    return pyinfra_groups(fleet, load_address_map(fleet, decrypt=decrypt))
 
 
 def ssh_args_from_data(name: str, data: Any) -> list[str]:

@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from nixify.cache import server as cache_server
 from nixify.cache.config import CONFIG_NAME, NIX_CONF_INCLUDE, CacheConfig
 from nixify.cache.keys import (
     DEFAULT_SECRET,
@@ -80,7 +81,7 @@ def start_server(state: LabState, host: LabHostState, port: int) -> str:
     url = f"http://{host.address}:{port}"
     if _answers(host.address, port):
         return url
-    server = Path(__file__).with_name("server.py")
+    server = Path(cache_server.__file__)  # stdlib only: runs with the host's python3
     script = (
         f"mkdir -p {CACHE_DIR}; setsid python3 {shlex.quote(str(server))} "
         f"--dir {CACHE_DIR} --address {shlex.quote(host.address)} --port {port} "

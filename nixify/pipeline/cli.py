@@ -22,11 +22,22 @@ import os
 import subprocess
 import sys
 import tempfile
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from nixify import paths
 from nixify.errors import ConfigError, NixifyError
+from nixify.release.git import list_tags
+from nixify.release.ledger import build_ledger
+from nixify.release.names import parse_release_tag
+from nixify.release.status import (
+    HostProbe,
+    fleet_document,
+    fleet_status,
+    read_probes,
+    render,
+)
 
 DEFAULT_INVENTORY = "inventories/fleet.py"
 
@@ -69,8 +80,6 @@ def _is_git(root: Path) -> bool:
 
 def gather(root: Path, inventory: str, limits: list[str]) -> list[Any]:
     """Run the status deploy; the probes of every selected host."""
-    from nixify.release.status import read_probes
-
     with tempfile.TemporaryDirectory(prefix="nixify-status-") as tmp:
         out = Path(tmp) / "probe.json"
         cmd = [_pyinfra(), "-y", inventory, _deploy_file(root, "status.py"), *limits,
@@ -108,10 +117,6 @@ def _inventory_error(text: str) -> str | None:
 def _all_unreachable(root: Path, inventory: str, limits: list[str]) -> list[Any]:
     """When no selected host answered, pyinfra stops before the status deploy runs:
     list the selected hosts from the inventory itself, each as not answering."""
-    from fnmatch import fnmatch
-
-    from nixify.release.status import HostProbe
-
     proc = subprocess.run([_pyinfra(), inventory, "debug-inventory", "--json", *limits],
                           cwd=root, capture_output=True, text=True)
     try:
@@ -133,10 +138,6 @@ def _all_unreachable(root: Path, inventory: str, limits: list[str]) -> list[Any]
 
 
 def _status(args: argparse.Namespace) -> int:
-    from nixify.release.git import list_tags
-    from nixify.release.ledger import build_ledger
-    from nixify.release.status import fleet_document, fleet_status, render
-
     root = paths.repo_root()
     probes = gather(root, _inventory(args, root), _limits(args))
     tags = list_tags(root) if _is_git(root) else []
@@ -167,9 +168,6 @@ def _closed_pipe() -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from nixify.release.git import list_tags
-    from nixify.release.names import parse_release_tag
-
     root = paths.repo_root()
     inventory = _inventory(args, root)
     limits = _limits(args)

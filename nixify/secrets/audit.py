@@ -19,6 +19,8 @@ from pathlib import Path
 import pyrage
 
 from nixify.errors import ConfigError
+from nixify.inventory import load_fleet
+from nixify.inventory.model import check_secret_files
 from nixify.secrets.recipients import RecipientsRecord
 from nixify.secrets.rekey import discover, plan_jobs
 from nixify.secrets.rules import CONFIG_NAME, LoadedRule, find_config
@@ -186,9 +188,6 @@ def mounts_from_fleet(hosts_file: Path, secrets_dir: Path | None = None) -> dict
     host, field and path for each one that does not (the fleet loader has no
     secrets directory to check against, so the check is made here).
     """
-    from nixify.inventory import load_fleet
-    from nixify.inventory.model import check_secret_files
-
     try:
         fleet = load_fleet(hosts_file)
     except FileNotFoundError as exc:

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nixify.errors import ConfigError
+from nixify.errors import ConfigError, NixifyError
+from nixify.inventory import load_fleet
 from nixify.secrets.audit import audit, mounts_from_fleet, verify_files
 from nixify.secrets.keys import find_identities, identities_from_file
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
@@ -186,8 +187,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
         for h in doc.get("hosts", []):
             keys[h["name"]] = Path(h["host_key_pub"]).read_text()
     if args.inventory:
-        from nixify.inventory import load_fleet
-
         for h in load_fleet(Path(args.inventory)):
             if h.ssh_host_key:
                 keys[h.name] = h.ssh_host_key
@@ -501,8 +500,6 @@ def _register_authoring(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nixify.secrets.cli`` (same commands, without the other subsystems)."""
-    from nixify.errors import NixifyError
-
     parser = argparse.ArgumentParser(prog="nixify")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)

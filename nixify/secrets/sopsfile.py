@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nixify.errors import ConfigError
 from nixify.secrets import jsonio, yamlio
+from nixify.secrets.keys import find_identities
 from nixify.secrets.tree import (
     MAX_BYTES,
     Branch,
@@ -702,3 +703,9 @@ def _replace_yaml_age(
     lines = text.splitlines(keepends=True)
     new = [line + "\n" for line in writer.out]
     return "".join(lines[:start] + new + lines[end:])
+
+
+def decrypt_file(path: Path) -> str:
+    """``sops decrypt PATH`` in memory: the plaintext, opened with the identities sops
+    itself would find ($SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY, ...)."""
+    return SopsFile.load(path).plaintext([i.identity for i in find_identities()])
