@@ -33,3 +33,23 @@ def hosts_file(root: Path | None = None) -> Path:
 
 def fleet_dir(root: Path | None = None) -> Path:
     return (root or repo_root()) / "fleet"
+
+
+DEPLOY_FILES = ("deploy.py", "rollback.py", "status.py")
+
+
+def deploy_file(root: Path, name: str) -> str:
+    """The deploy file ``name`` pyinfra runs: the project's own (relative to ``root``),
+    else the copy shipped inside the installed package (``nixify/deploys/``, made by
+    the build), else the one in the checkout this package runs from (editable)."""
+    if (root / name).is_file():
+        return name
+    package = Path(__file__).resolve().parent
+    for shipped in (package / "deploys" / name, package.parent / name):
+        if shipped.is_file():
+            return str(shipped)
+    raise ConfigError(
+        f"{name}: not in the project {root}, not shipped with the nixify package "
+        f"({package / 'deploys'}), and no checkout beside it: run from a nixify checkout "
+        "or reinstall the package"
+    )

@@ -54,13 +54,8 @@ def _inventory(args: argparse.Namespace, root: Path) -> str:
 
 
 def _deploy_file(root: Path, name: str) -> str:
-    """The project's own deploy file, else the one beside the installed package."""
-    if (root / name).is_file():
-        return name
-    shipped = Path(__file__).resolve().parent.parent.parent / name
-    if shipped.is_file():
-        return str(shipped)
-    raise ConfigError(f"{name}: not in {root} nor beside the nixify package")
+    """The project's own deploy file, else the one shipped with the package."""
+    return paths.deploy_file(root, name)
 
 
 def _limits(args: argparse.Namespace) -> list[str]:
