@@ -40,6 +40,7 @@ from nixify.leak.allowlist import ALLOWLIST_NAME, load_allowlist
 from nixify.leak.history import scan_history
 from nixify.nix.env import nix_environ
 from nixify.transport import Completed, HostUnreachable, SshTransport, parse_ssh_url
+from nixify.util import parse_flag
 
 ZERO = "0" * 40
 PROBE_TIMEOUT = 5
@@ -70,7 +71,7 @@ def is_constrained(repo: Path) -> tuple[bool, str]:
     """Whether this host must not build; and why we think so."""
     setting = config_get(repo, "nixify.constrained")
     if setting is not None:
-        on = setting.lower() in ("1", "true", "yes", "on")
+        on = parse_flag(setting, "git config nixify.constrained")
         return on, f"git config nixify.constrained = {setting}"
     try:
         proc = subprocess.run(
