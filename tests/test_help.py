@@ -45,7 +45,7 @@ def test_every_option_is_documented_without_rst(path: str,
 
 def test_one_name_for_one_thing() -> None:
     visible: dict[str, set[str]] = {}
-    for path, parser in parsers():
+    for _path, parser in parsers():
         for action in parser._actions:
             if action.help == argparse.SUPPRESS:
                 continue
