@@ -4,31 +4,69 @@ from __future__ import annotations
 
 import base64
 import shlex
+from dataclasses import dataclass, field
 
 from pyinfra.api.facts import FactBase
 
 from nixify.pipeline.pins import GCROOT_DIR, RECORD_DIR, KnownGoodRecord, RecordError
 
 
-class DeployState(FactBase[dict[str, str]]):
+class RecordListing(list[KnownGoodRecord]):
+    """A host's readable known-good records, oldest first, and the files skipped
+    because they could not be read (``"<file>: <why>"``)."""
+
+    def __init__(self, records: list[KnownGoodRecord], skipped: list[str]) -> None:
+        super().__init__(records)
+        self.skipped = skipped
+
+
+_RECORD_LINES = (
+    f'for f in {RECORD_DIR}/*.json; do [ -f "$f" ] || continue; '
+    'printf "record=%s %s\\n" "$f" "$(base64 -w0 < "$f")"; done'
+)
+
+
+@dataclass(frozen=True)
+class DeployFacts:
+    """What a deploy reads of a host before it starts."""
+
+    running: str = ""
+    max_jobs: str = ""
+    deriver: str = ""
+    records: RecordListing = field(default_factory=lambda: RecordListing([], []))
+
+
+class DeployState(FactBase[DeployFacts]):
     """What a deploy reads before it starts, in one round trip: the running system,
-    its derivation (for the diff gate's root causes) and Nix's effective max-jobs
-    (a constrained host must report 0)."""
+    its derivation (for the diff gate's root causes), Nix's effective max-jobs (a
+    constrained host must report 0) and the host's known-good records (which gate 4
+    returns to, which gate 5 refreshes or prunes, which a rollback selects from)."""
 
     def command(self) -> str:
         return (
             'r=$(readlink -f /run/current-system 2>/dev/null); echo "running=$r"; '
             "echo \"max-jobs=$(nix show-config 2>/dev/null | sed -n 's/^max-jobs = //p')\"; "
-            '[ -n "$r" ] && echo "deriver=$(nix-store -q --deriver "$r" 2>/dev/null)"; true'
+            '[ -n "$r" ] && echo "deriver=$(nix-store -q --deriver "$r" 2>/dev/null)"; '
+            + _RECORD_LINES + "; true"
         )
 
-    def process(self, output: list[str]) -> dict[str, str]:
+    def process(self, output: list[str]) -> DeployFacts:
         result: dict[str, str] = {}
+        record_lines: list[str] = []
         for line in output:
             key, sep, value = line.partition("=")
-            if sep and key in ("running", "max-jobs", "deriver"):
+            if not sep:
+                continue
+            if key == "record":
+                record_lines.append(value)
+            elif key in ("running", "max-jobs", "deriver"):
                 result[key] = value.strip()
-        return result
+        return DeployFacts(
+            running=result.get("running", ""),
+            max_jobs=result.get("max-jobs", ""),
+            deriver=result.get("deriver", ""),
+            records=parse_record_lines(record_lines),
+        )
 
 
 class SystemState(FactBase[dict[str, str]]):
@@ -59,13 +97,23 @@ _PROFILE = "/nix/var/nix/profiles/system"
 _SYSTEM_LINKS = ("/run/current-system", "/run/booted-system", _PROFILE)
 
 
-class RecordListing(list[KnownGoodRecord]):
-    """A host's readable known-good records, oldest first, and the files skipped
-    because they could not be read (``"<file>: <why>"``)."""
-
-    def __init__(self, records: list[KnownGoodRecord], skipped: list[str]) -> None:
-        super().__init__(records)
-        self.skipped = skipped
+def parse_record_lines(lines: list[str]) -> RecordListing:
+    """``<file> <base64 of the record>`` lines: the readable records, oldest first, and
+    the files skipped, named with why."""
+    records: list[KnownGoodRecord] = []
+    skipped: list[str] = []
+    for line in lines:
+        path, _, data = line.strip().partition(" ")
+        if not path:
+            continue
+        try:
+            text = base64.b64decode(data, validate=True).decode()
+            records.append(KnownGoodRecord.from_json(text, where=path))
+        except RecordError as exc:
+            skipped.append(str(exc))
+        except (ValueError, UnicodeDecodeError):
+            skipped.append(f"{path}: not readable text")
+    return RecordListing(sorted(records, key=lambda r: r.name), skipped)
 
 
 class KnownGoodRecords(FactBase[RecordListing]):
@@ -74,30 +122,16 @@ class KnownGoodRecords(FactBase[RecordListing]):
     one bad file never stops a status or a rollback."""
 
     def command(self) -> str:
-        return (
-            f'for f in {RECORD_DIR}/*.json; do [ -f "$f" ] || continue; '
-            'printf "%s %s\\n" "$f" "$(base64 -w0 < "$f")"; done'
-        )
+        return _RECORD_LINES
 
     @staticmethod
     def default() -> RecordListing:
         return RecordListing([], [])
 
     def process(self, output: list[str]) -> RecordListing:
-        records: list[KnownGoodRecord] = []
-        skipped: list[str] = []
-        for line in output:
-            path, _, data = line.strip().partition(" ")
-            if not path:
-                continue
-            try:
-                text = base64.b64decode(data, validate=True).decode()
-                records.append(KnownGoodRecord.from_json(text, where=path))
-            except RecordError as exc:
-                skipped.append(str(exc))
-            except (ValueError, UnicodeDecodeError):
-                skipped.append(f"{path}: not readable text")
-        return RecordListing(sorted(records, key=lambda r: r.name), skipped)
+        return parse_record_lines(
+            [line.split("=", 1)[1] for line in output if line.startswith("record=")]
+        )
 
 
 class PinRoots(FactBase[dict[str, str]]):

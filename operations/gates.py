@@ -31,14 +31,16 @@ from nixify.pipeline.pins import (
     PIN_DIR,
     RECORD_DIR,
     KnownGoodRecord,
-    pins_to_prune,
+    activation_order,
+    plan_pin,
+    previous_record,
     record_name,
 )
 from nixify.pipeline.report import GateOutcome, GateResult, HostStatus, utc_now, utc_stamp
 from nixify.secrets.install import sops_binary_path
 from nixify.transport import HostUnreachable
 from operations.build import BuildCoordinator
-from operations.facts import DeployState, KnownGoodRecords, RecordListing
+from operations.facts import DeployFacts, DeployState
 from operations.lock import acquire_lock, release_lock
 from operations.remote import Remote, quote_argv
 from operations.remote import run as remote
@@ -168,15 +170,17 @@ def _switch(host: Any, closure: str, action: str) -> Remote:
 def _preflight(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
-    facts = host.get_fact(DeployState)
-    if not facts:
+    facts: DeployFacts | None = host.get_fact(DeployState)
+    if facts is None:
         return _fail(run, host, "preflight", "cannot read the host's state", started)
-    running = facts.get("running", "")
-    rep.previous = running if is_store_path(running) else None
-    if facts.get("deriver", "").endswith(".drv"):
-        _coordinator(run).previous_drvs[host.name] = facts["deriver"]
+    rep.previous = facts.running if is_store_path(facts.running) else None
+    run.records[host.name] = facts.records
+    for skipped in facts.records.skipped:
+        run.say(host.name, f"warning: skipped an unreadable known-good record: {skipped}")
+    if facts.deriver.endswith(".drv"):
+        _coordinator(run).previous_drvs[host.name] = facts.deriver
     if host.data.get("constrained"):
-        max_jobs = facts.get("max-jobs") or "unknown"
+        max_jobs = facts.max_jobs or "unknown"
         if max_jobs != "0":
             return _fail(
                 run,
@@ -345,9 +349,9 @@ def dry_activate(run: Run) -> Generator[FunctionCommand, None, None]:
 # -- gate 4: switch test, then switch or boot ----------------------------------------------
 
 
-def _last_known_good(host: Any, besides: str) -> str | None:
-    records = host.get_fact(KnownGoodRecords) or []
-    for rec in reversed(records):
+def _last_known_good(run: Run, host: Any, besides: str) -> str | None:
+    """The newest known-good closure of the host other than ``besides``."""
+    for rec in sorted(run.records.get(host.name, []), key=activation_order, reverse=True):
         if rec.closure != besides:
             return str(rec.closure)
     return None
@@ -389,7 +393,7 @@ def _failed_activation(
     """A failed activation: back to the last known-good system (checked), not marked."""
     rep = run.host_report(host)
     assert rep.closure
-    back = _last_known_good(host, rep.closure) or rep.previous
+    back = _last_known_good(run, host, rep.closure) or rep.previous
     if not back:
         return _fail(run, host, gate,
                      f"{what}; no known-good closure to return to", started, evidence=evidence)
@@ -520,42 +524,48 @@ def prune_script(names: list[str]) -> str:
     return " && ".join(parts) if parts else "true"
 
 
+def _known_good_record(run: Run, host: Any) -> KnownGoodRecord:
+    """The record gate 5 writes. A deploy pins a new point in history; a rollback
+    restores one: the record it returned to keeps its place, its commit and its
+    release tag (``to=<commit>`` finds the release, not the time of the rollback)."""
+    rep = run.host_report(host)
+    assert rep.closure
+    gates = {
+        g: {"result": r.result.value, "seconds": r.seconds, "detail": r.detail}
+        for g, r in rep.gates.items()
+    }
+    now = utc_now().isoformat()
+    if "select" in rep.gates:
+        chosen = rep.gates["select"].evidence.get("record")
+        for rec in run.records.get(host.name, []):
+            if rec.name == chosen and rec.closure == rep.closure:
+                return rec.model_copy(update={"restored_at": now})
+    return KnownGoodRecord(
+        name=record_name(utc_stamp(), rep.closure),
+        host=host.name,
+        closure=rep.closure,
+        commit=run.report.commit,
+        dirty=run.report.dirty,
+        utc=now,
+        kind=run.kind.value,
+        gates=gates,
+    )
+
+
 def _mark(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
     if not run.mode.activates:
         release_lock(run, host)
         return True
-    assert rep.closure
-    # a rollback's record keeps the commit (and tag) of the closure it restores,
-    # not the checkout's: `to=<commit>` must find the release, not the rollback time
-    origin = rep.gates["select"].evidence if "select" in rep.gates else {}
-    record = KnownGoodRecord(
-        name=record_name(utc_stamp(), rep.closure),
-        host=host.name,
-        closure=rep.closure,
-        commit=origin.get("commit", run.report.commit),
-        dirty=origin.get("dirty", run.report.dirty),
-        tag=origin.get("tag"),
-        utc=utc_now().isoformat(),
-        kind=run.kind.value,
-        gates={
-            g: {"result": r.result, "seconds": r.seconds, "detail": r.detail}
-            for g, r in rep.gates.items()
-        },
-    )
-    res = remote(host, f"{pin_script(record)} && ls {RECORD_DIR}")
+    existing = run.records.get(host.name, [])
+    record, remove = plan_pin(existing, _known_good_record(run, host), run.keep_pins,
+                              run.live_tags())
+    # one round trip: the new pin first (GC root, then record), then the old ones go
+    res = remote(host, f"{pin_script(record)} && {prune_script(remove)}")
     if not res.ok:
-        return _fail(run, host, "known-good", f"cannot pin: {res.tail()}", started)
-    names = [n.removesuffix(".json") for n in res.stdout.split() if n.endswith(".json")]
-    doomed = pins_to_prune(names, run.keep_pins)
-    prune_note = ""
-    if doomed:
-        pruned = remote(host, prune_script(doomed))
-        if not pruned.ok:  # the new pin stands; old pins linger until the next run
-            prune_note = f"; pruning old pins failed (exit {pruned.rc}: {pruned.tail(2)})"
-            run.say(host.name, f"gate known-good: {prune_note[2:]}")
-            doomed = []
+        return _fail(run, host, "known-good", f"cannot pin: exit {res.rc}: {res.tail()}",
+                     started)
     rep.known_good = record.name
     rep.status = HostStatus.DEPLOYED
     release_lock(run, host)
@@ -564,8 +574,8 @@ def _mark(run: Run, state: Any, host: Any) -> bool:
         host,
         "known-good",
         started,
-        f"pinned {record.name}{prune_note}",
-        {"record": record.name, "gcroot": f"{GCROOT_DIR}/{record.name}", "pruned": doomed},
+        f"pinned {record.name}" + (f" ({record.tag})" if record.tag else ""),
+        {"record": record.name, "gcroot": f"{GCROOT_DIR}/{record.name}", "pruned": remove},
     )
 
 
@@ -592,9 +602,7 @@ def _record_matches(rec: KnownGoodRecord, wanted: str) -> bool:
 def _choose_rollback(run: Run, state: Any, host: Any) -> bool:
     started = time.monotonic()
     rep = run.host_report(host)
-    records: RecordListing = host.get_fact(KnownGoodRecords) or RecordListing([], [])
-    for skipped in records.skipped:
-        run.say(host.name, f"warning: skipped an unreadable known-good record: {skipped}")
+    records = run.records.get(host.name, [])  # read at preflight, unreadable ones named
     wanted = run.options.to or ""
     target: KnownGoodRecord | None = None
     if wanted:
@@ -612,12 +620,11 @@ def _choose_rollback(run: Run, state: Any, host: Any) -> bool:
                 started,
             )
     else:
-        distinct = [r for r in reversed(records) if r.closure != rep.previous]
-        if not distinct:
+        target = previous_record(records, rep.previous)
+        if target is None:
             return _fail(
-                run, host, "select", "no previous known-good closure on this host", started
+                run, host, "select", "no earlier known-good closure on this host", started
             )
-        target = distinct[0]
     valid = remote(host, f"nix-store --check-validity {_q(target.closure)}")
     if not valid.ok:
         return _fail(
@@ -628,18 +635,23 @@ def _choose_rollback(run: Run, state: Any, host: Any) -> bool:
             started,
         )
     rep.closure = target.closure
+    provenance = ""
+    if target.dirty:
+        provenance = f" (pinned from a dirty tree at {(target.commit or '?')[:12]})"
+        run.say(host.name, f"warning: the rollback target {target.name} was{provenance[1:-1]}")
     return _pass(
         run,
         host,
         "select",
         started,
-        f"known-good {target.name}: {target.closure}",
+        f"known-good {target.name}: {target.closure}{provenance}",
         {
             "record": target.name,
             "closure": target.closure,
             "commit": target.commit,
             "dirty": target.dirty,
             "tag": target.tag,
+            "utc": target.utc,
         },
     )
 
@@ -648,3 +660,30 @@ def _choose_rollback(run: Run, state: Any, host: Any) -> bool:
 def select_known_good(run: Run) -> Generator[FunctionCommand, None, None]:
     """Rollback: pick the host's previous known-good closure (or ``--data to=``)."""
     yield FunctionCommand(_guarded(run, "select", _choose_rollback), (), {})
+
+
+def _every_host_can_follow(run: Run, state: Any, host: Any) -> bool:
+    """``rollback --to``: if any targeted host cannot follow, none changes (a role is
+    never split across two releases)."""
+    if not run.options.to:
+        return True
+    started = time.monotonic()
+    stuck = sorted(
+        name for name, rep in run.report.hosts.items()
+        if "select" in rep.gates and rep.gates["select"].result != GateOutcome.PASSED
+    )
+    if stuck:
+        return _fail(
+            run, host, "select",
+            f"not rolled back: {', '.join(stuck)} cannot follow to {run.options.to!r}; "
+            "no host changes unless all can", started, HostStatus.SKIPPED,
+        )
+    return True
+
+
+@operation(is_idempotent=False)
+def every_host_can_follow(run: Run) -> Generator[FunctionCommand, None, None]:
+    """Rollback: every targeted host has the target, or none changes."""
+    yield FunctionCommand(_guarded(run, "select", _every_host_can_follow), (), {})
+
+

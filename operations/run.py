@@ -26,10 +26,13 @@ from typing import Any
 from pyinfra.api.state import BaseStateCallback
 
 from nixify.diff.drift import DriftPolicy
+from nixify.errors import NixifyError
 from nixify.git import head_state
 from nixify.pipeline.lock import LockHolder, machine_id, process_start
 from nixify.pipeline.options import RunOptions
+from nixify.pipeline.pins import KnownGoodRecord
 from nixify.pipeline.report import HostReport, HostStatus, RunReport, utc_now
+from nixify.release.git import list_tags
 
 Say = Callable[[str, str], None]
 EndRun = Callable[["Run", Any], None]
@@ -73,6 +76,9 @@ class Run(BaseStateCallback):
             operator=f"{self.lock.user}@{operator}",
         )
         self.locked_hosts: dict[str, Any] = {}
+        self.records: dict[str, list[KnownGoodRecord]] = {}  # read at preflight
+        self._live_tags: frozenset[str] | None = None
+        self._tags_read = False
         self.builds: Any = None  # the run's BuildCoordinator, made by gate 1
         self.ended = False
         self._end_lock = threading.Lock()
@@ -98,6 +104,17 @@ class Run(BaseStateCallback):
 
     def say(self, host: str, message: str) -> None:
         say(host, message)
+
+    def live_tags(self) -> frozenset[str] | None:
+        """The release tags the repository holds (None when git cannot say)."""
+        with self._end_lock:
+            if not self._tags_read:
+                self._tags_read = True
+                try:
+                    self._live_tags = frozenset(t.name for t in list_tags(self.repo))
+                except NixifyError:
+                    self._live_tags = None
+            return self._live_tags
 
     # -- pyinfra callbacks: hosts that never answer -------------------------------------
 

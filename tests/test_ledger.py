@@ -68,19 +68,29 @@ def test_a_whole_role_that_passed_is_one_target() -> None:
         ("nas", "role", ("nas-1", "nas-2"))]
 
 
-def test_a_host_that_failed_keeps_its_role_from_release_but_not_the_others() -> None:
+def test_a_host_that_failed_keeps_its_role_from_release() -> None:
     plan = plan_releases(run_report(host_report("nas-1", "nas", store("nas-1", "b")),
                                     host_report("nas-2", "nas", store("nas-2", "c"), ok=False)),
                          ROLES)
-    assert [(t.name, t.kind) for t in plan.targets] == [("nas-1", "host")]
+    assert plan.targets == []
     assert plan.notes == ["role nas: not released (nas-2 did not pass every gate)"]
 
 
-def test_part_of_a_role_releases_its_hosts_not_the_role() -> None:
+def test_part_of_a_role_is_pinned_never_released_targets_are_roles() -> None:
     plan = plan_releases(run_report(host_report("nas-1", "nas", store("nas-1", "b")),
                                     host_report("wsl-dev-1", "wsl_dev", store("w", "d"))), ROLES)
-    assert [(t.name, t.kind) for t in plan.targets] == [("nas-1", "host"), ("wsl_dev", "role")]
+    assert [(t.name, t.kind) for t in plan.targets] == [("wsl_dev", "role")]
     assert "covered 1 of 2 hosts" in plan.notes[0]
+
+
+def test_a_run_that_changed_nothing_is_not_released_again() -> None:
+    reps = [host_report("nas-1", "nas", store("nas-1", "b")),
+            host_report("nas-2", "nas", store("nas-2", "c"))]
+    for rep in reps:
+        rep.previous = rep.closure  # a no-op redeploy
+    plan = plan_releases(run_report(*reps), ROLES)
+    assert plan.targets == []
+    assert plan.notes == ["role nas: not released (nothing changed on its hosts)"]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nixify.pipeline.pins import KnownGoodRecord
+from nixify.pipeline.pins import KnownGoodRecord, activation_order
 from nixify.release.evidence import ReleaseEvidence, parse_message
 from nixify.release.git import ReleaseTag
 
@@ -128,7 +128,7 @@ def build_ledger(
     by_record, by_closure = index.by_record, index.by_closure
     ledger = Ledger(tags=list(tags), evidence=evidence)
     for host, recs in records.items():
-        ordered = sorted(recs, key=lambda r: r.name)
+        ordered = sorted(recs, key=activation_order)  # the last one is the current point
         deploy_commit = {r.closure: r.commit for r in ordered if r.kind == "deploy" and r.commit}
         entries = []
         for rec in ordered:

@@ -1,9 +1,10 @@
 """Which release targets a finished run earned.
 
-A role is a target when the run selected every host the inventory has of that role
-and each passed all five gates; otherwise each host that passed all five gates is
-its own target. A run from a dirty tree (or outside git, or a dry/rollback run)
-earns no release, and the plan says why.
+A role is a target when the run selected every host the inventory has of that role,
+each passed all five gates and at least one of them changed; part of a role, a
+failed host or a run that changed nothing earns no release (the hosts are still
+pinned known-good), and the plan's notes say why. A run from a dirty tree (or
+outside git, or a dry/rollback run) earns no release, and the plan says why.
 """
 
 from __future__ import annotations
@@ -69,19 +70,21 @@ def plan_releases(report: RunReport, roles: Mapping[str, Sequence[str]]) -> Rele
         selected = sorted(by_role[role])
         members = sorted(roles.get(role, ()))
         all_selected = bool(members) and set(members) <= set(selected)
-        if all_selected and set(selected) <= passed:
-            plan.targets.append(ReleaseTarget(role, "role", tuple(selected)))
-            continue
-        ok = [h for h in selected if h in passed]
         failed = [h for h in selected if h not in passed]
         if failed:
             plan.notes.append(
                 f"role {role}: not released ({', '.join(failed)} did not pass every gate)"
             )
-        elif ok:
+            continue
+        if not all_selected:
+            # a release target is a role: part of a role is pinned, never released
             plan.notes.append(
-                f"role {role}: not released as a role (run covered "
-                f"{len(selected)} of {len(members)} hosts)"
+                f"role {role}: not released (the run covered {len(selected)} of "
+                f"{len(members)} hosts; the hosts are pinned known-good)"
             )
-        plan.targets.extend(ReleaseTarget(h, "host", (h,)) for h in ok)
+            continue
+        if all(report.hosts[h].previous == report.hosts[h].closure for h in selected):
+            plan.notes.append(f"role {role}: not released (nothing changed on its hosts)")
+            continue
+        plan.targets.append(ReleaseTarget(role, "role", tuple(selected)))
     return plan

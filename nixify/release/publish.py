@@ -10,11 +10,12 @@ from typing import Any
 
 from nixify.errors import NixifyError
 from nixify.pipeline.report import RunReport, utc_stamp
-from nixify.release.evidence import ReleaseEvidence, hosts_evidence
+from nixify.release.evidence import ReleaseEvidence, hosts_evidence, parse_message
 from nixify.release.git import (
     ReleaseError,
     check_fast_forward,
     identity_args,
+    list_tags,
     make_tag,
     move_branch,
     release_refs,
@@ -44,6 +45,8 @@ class ReleaseOutcome:
         return self.error is None
 
     def describe(self) -> str:
+        if self.tag is None and self.branch_action == "unchanged":
+            return f"release {self.target}: {self.error}; {self.branch} unchanged"
         if self.tag is None:
             return f"release {self.target}: NOT tagged, {self.branch or 'branch'} NOT moved: " \
                 f"{self.error}"
@@ -58,6 +61,20 @@ class ReleaseOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _already_released(
+    repo: Path, target: str, commit: str, evidence: ReleaseEvidence
+) -> str | None:
+    """The newest tag of ``target`` when it names this commit and these closures."""
+    tags = list_tags(repo, target)
+    if not tags or tags[-1].commit != commit:
+        return None
+    old = parse_message(tags[-1].message)
+    if old is None:
+        return None
+    closures = {h.host: h.closure for h in old.hosts}
+    return tags[-1].name if closures == {h.host: h.closure for h in evidence.hosts} else None
 
 
 def publish(
@@ -95,6 +112,11 @@ def publish(
             hosts=hosts_evidence([report.hosts[h] for h in target.hosts]),
         )
         out.branch = release_branch(target.name)
+        same = _already_released(repo, target.name, new, evidence)
+        if same is not None:  # a re-deploy of a release: no second tag for the same thing
+            out.branch_action = "unchanged"
+            out.error = f"already released as {same} (same commit and closures)"
+            continue
         try:
             # a commit release/<target> cannot fast-forward to gets no release tag either:
             # every release/<target>/* tag stays in the history of release/<target>
