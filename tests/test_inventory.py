@@ -97,6 +97,16 @@ def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
         load_fleet(bad)
 
 
+def _host_key() -> str:
+    """A fresh ed25519 public key line (no key is kept in the repository)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+
+
 def test_missing_address_map_says_how_to_provide_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -108,14 +118,14 @@ def test_missing_address_map_says_how_to_provide_it(
 
 def test_address_map_names_missing_and_unknown_hosts(tmp_path: Path) -> None:
     fleet = load_fleet(HOSTS)
-    m = {h.name: {"address": "127.0.0.1", "port": 22} for h in fleet}
+    m = {h.name: {"address": "127.0.0.1", "port": 22, "host_key": _host_key()} for h in fleet}
     del m["nas-1"]
     m["ghost-9"] = {"address": "127.0.0.1"}
     m["nas-2"]["port"] = 99999
     path = tmp_path / "addresses.yaml"
     path.write_text(yaml.safe_dump(m))
     with pytest.raises(ConfigError) as err:
-        load_address_map(fleet, path)
+        load_address_map(fleet, path, state=tmp_path)
     msg = str(err.value)
     assert "'nas-1'" in msg and "'address'" in msg
     assert "'ghost-9'" in msg
@@ -159,7 +169,11 @@ def _project_copy(tmp_path: Path) -> Path:
 
 
 def _run_fleet_inventory(root: Path, addresses: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, NIXIFY_ADDRESSES=str(addresses))
+    env = dict(
+        os.environ,
+        NIXIFY_ADDRESSES=str(addresses),
+        NIXIFY_STATE_DIR=str(addresses.parent / "state"),  # the pinned known_hosts
+    )
     return subprocess.run(
         [str(VENV_BIN / "pyinfra"), "-y", "inventories/fleet.py", "deploys/facts.py"],
         cwd=root,
@@ -175,7 +189,8 @@ def test_good_inventory_does_connect_so_the_probe_is_real(tmp_path: Path) -> Non
     try:
         root = _project_copy(tmp_path)
         fleet = load_fleet(root / "inventories" / "hosts.yaml")
-        amap = {h.name: {"address": "127.0.0.1", "port": listener.port} for h in fleet}
+        amap = {h.name: {"address": "127.0.0.1", "port": listener.port, "host_key": _host_key()}
+                for h in fleet}
         (tmp_path / "a.yaml").write_text(yaml.safe_dump(amap))
         _run_fleet_inventory(root, tmp_path / "a.yaml")
     finally:
@@ -200,7 +215,8 @@ def test_bad_datum_fails_before_any_connection(tmp_path: Path, patch: dict, need
         doc["hosts"][0].update(patch)
         hosts.write_text(yaml.safe_dump(doc))
         fleet_names = [e["name"] for e in doc["hosts"]]
-        amap = {n: {"address": "127.0.0.1", "port": listener.port} for n in fleet_names}
+        amap = {n: {"address": "127.0.0.1", "port": listener.port, "host_key": _host_key()}
+                for n in fleet_names}
         (tmp_path / "a.yaml").write_text(yaml.safe_dump(amap))
         proc = _run_fleet_inventory(root, tmp_path / "a.yaml")
     finally:
@@ -221,7 +237,8 @@ def test_sops_encrypted_address_map_is_read_with_the_operator_key(
     recipient = keygen.stderr.split("Public key: ")[1].strip()
     fleet = load_fleet(HOSTS)
     plain = tmp_path / "addresses.yaml"
-    plain.write_text(yaml.safe_dump({h.name: {"address": "127.0.0.1", "port": 2200 + i}
+    plain.write_text(yaml.safe_dump({h.name: {"address": "127.0.0.1", "port": 2200 + i,
+                                              "host_key": _host_key()}
                                      for i, h in enumerate(fleet)}))
     enc = tmp_path / "addresses.sops.yaml"
     proc = subprocess.run([str(VENV_BIN / "sops"), "encrypt", "--age", recipient, str(plain)],
@@ -231,7 +248,7 @@ def test_sops_encrypted_address_map_is_read_with_the_operator_key(
     plain.unlink()
     assert "2200" not in enc.read_text()
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "keys.txt"))
-    conns = load_address_map(fleet, enc, decrypt=decrypt_file)
+    conns = load_address_map(fleet, enc, decrypt=decrypt_file, state=tmp_path / "state")
     assert conns["wsl-dev-1"].port == 2200 and conns["operator-2"].port == 2214
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "missing.txt"))
     with pytest.raises(ConfigError):

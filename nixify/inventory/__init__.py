@@ -7,6 +7,7 @@ from nixify.inventory.connect import (
     host_pyinfra_data,
     load_address_map,
     pyinfra_groups,
+    recorded_host_keys,
     ssh_args_from_data,
 )
 from nixify.inventory.fleet import Fleet, build_fleet, load_fleet
@@ -33,5 +34,6 @@ __all__ = [
     "load_address_map",
     "load_fleet",
     "pyinfra_groups",
+    "recorded_host_keys",
     "ssh_args_from_data",
 ]
