@@ -25,7 +25,9 @@ from nixify.diff import diff_closures, parse_closure_query
 from nixify.diff.closure import closure_query_command
 from nixify.diff.rca import RootCauseReport, explain
 from nixify.errors import ConfigError, NixifyError
+from nixify.inventory import ssh_args_from_data
 from nixify.nix import is_store_path
+from nixify.pipeline.activation import ActivationOutcome, activation_script, job_dir, parse_outcome
 from nixify.pipeline.pins import (
     GCROOT_DIR,
     PIN_DIR,
@@ -37,15 +39,14 @@ from nixify.pipeline.pins import (
     record_name,
 )
 from nixify.pipeline.report import GateOutcome, GateResult, HostStatus, utc_now, utc_stamp
-from nixify.secrets.install import sops_binary_path
-from nixify.transport import HostUnreachable
+from nixify.transport import HostUnreachable, PyinfraTransport, SshTransport, Transport
 from operations.build import BuildCoordinator
 from operations.facts import DeployFacts, DeployState
 from operations.lock import acquire_lock, release_lock
 from operations.remote import Remote, quote_argv
 from operations.remote import run as remote
 from operations.run import Run
-from operations.secrets import host_key_check, secrets_scripts
+from operations.secrets import host_key_check, stage_scripts, unstage_script
 
 SWITCH = "bin/switch-to-configuration"
 PROFILE = "/nix/var/nix/profiles/system"
@@ -357,141 +358,138 @@ def _last_known_good(run: Run, host: Any, besides: str) -> str | None:
     return None
 
 
-def _return_to(host: Any, back: str, set_profile: bool) -> tuple[bool, dict[str, Any]]:
-    """Put the host back on ``back``: the profile first (when the mode moved it),
-    then activation. Every step's exit code is checked and kept as evidence;
-    the host's running system is read back to prove where it ended."""
-    steps: dict[str, Any] = {"returned_to": back}
-    if set_profile:
-        prof = remote(host, f"nix-env -p {PROFILE} --set {_q(back)}")
-        steps["return_profile_exit"] = prof.rc
-        if not prof.ok:
-            steps["return_error"] = f"cannot set the profile back: {prof.tail(2)}"
-            return False, steps
-    act = _switch(host, back, "switch" if set_profile else "test")
-    steps["return_exit"] = act.rc
-    now = remote(host, "readlink -f /run/current-system")
-    steps["running_after_return"] = now.stdout.strip()
-    if not act.ok or now.stdout.strip() != back:
-        steps["return_error"] = (
-            f"activation of {back} exited {act.rc}: {act.tail(2)}; running "
-            f"{now.stdout.strip() or 'unknown'}"
-        )
-        return False, steps
-    return True, steps
+def _job_name(run: Run, closure: str) -> str:
+    return f"activate-{run.lock.token}-{closure.removeprefix('/nix/store/')[:12]}"
 
 
-def _failed_activation(
-    run: Run,
-    host: Any,
-    started: float,
-    what: str,
-    evidence: dict[str, Any],
-    set_profile: bool,
-    gate: str = "switch-test",
-) -> bool:
-    """A failed activation: back to the last known-good system (checked), not marked."""
+def _reattach(host: Any) -> Transport:
+    """A new OpenSSH connection to the host (its pyinfra connection is gone)."""
+    return SshTransport(host.name, ssh_args_from_data(host.name, host.data), multiplex=False)
+
+
+def _await_job(
+    run: Run, host: Any, job: str, until: tuple[str, ...], timeout: float
+) -> tuple[str, Transport]:
+    """Poll the host's activation job until its state is one of ``until`` (over the
+    pyinfra connection, then over new ones if that one is lost). Raises
+    ``HostUnreachable`` when the host does not answer for ``timeout`` seconds."""
+    transport: Transport = PyinfraTransport(host)
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    path = f"{job_dir(job)}/state"
+    while True:
+        try:
+            state = (transport.read_file(path) or b"").decode().strip()
+            if state in until:
+                return state, transport
+        except HostUnreachable:
+            if time.monotonic() > deadline:
+                raise
+            transport = _reattach(host)
+        if time.monotonic() > deadline:
+            raise HostUnreachable(host.name, f"activation job {job}",
+                                  f"no outcome within {timeout:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def _job_outcome(run: Run, host: Any, job: str, timeout: float) -> ActivationOutcome:
+    _state, transport = _await_job(run, host, job, ("done",), timeout)
+    out = transport.wait_detached(job, timeout=timeout, poll=0.05)
+    return parse_outcome(out.log, out.rc)
+
+
+def _ended_activation(run: Run, host: Any, started: float, outcome: ActivationOutcome,
+                      gate: str) -> bool:
+    """The host's job ended without staying on the new system: where it is now."""
     rep = run.host_report(host)
-    assert rep.closure
-    back = _last_known_good(run, host, rep.closure) or rep.previous
-    if not back:
-        return _fail(run, host, gate,
-                     f"{what}; no known-good closure to return to", started, evidence=evidence)
-    ok, steps = _return_to(host, back, set_profile)
-    evidence.update(steps)
-    if ok:
+    evidence = outcome.evidence()
+    what = ", ".join(f"{k} exit {v}" for k, v in outcome.steps.items()) or outcome.result
+    if outcome.returned:
         rep.fail(HostStatus.ROLLED_BACK,
-                 f"gate {gate}: {what}; returned to known-good {back}")
-        return _fail(run, host, gate, f"{what}; host returned to {back}", started,
-                     evidence=evidence)
+                 f"gate {gate}: {outcome.result}: {what}; back on known-good {outcome.running}")
+        return _fail(run, host, gate,
+                     f"{outcome.result} ({what}); the host returned to {outcome.running}",
+                     started, evidence=evidence)
     return _fail(run, host, gate,
-                 f"{what}; the return to known-good FAILED: {steps['return_error']}",
+                 f"{outcome.result} ({what}); the host runs {outcome.running or 'unknown'} "
+                 f"with profile {outcome.profile or 'unknown'}: {outcome.log[-300:]}",
                  started, evidence=evidence)
 
 
 def _switch_test(run: Run, state: Any, host: Any) -> bool:
+    """Gate 4: one detached job on the host (``nixify.pipeline.activation``): test,
+    then switch or boot by mode; on failure it returns to known-good by itself.
+    The gate passes when the host waits, armed, for its confirmation (gate 5)."""
     started = time.monotonic()
     rep = run.host_report(host)
     if not run.mode.activates:
         return True
     new = rep.closure
     assert new
-    test = _switch(host, new, "test")
-    evidence: dict[str, Any] = {"test_exit": test.rc, "test_output": test.tail(20)}
-    if not test.ok:
-        return _failed_activation(
-            run, host, started, f"exit {test.rc} ({test.tail(2)})", evidence, set_profile=False
-        )
-    if run.mode.sets_profile:
-        set_profile = remote(host, f"nix-env -p {PROFILE} --set {_q(new)}")
-        if not set_profile.ok:
-            return _failed_activation(
-                run, host, started, f"cannot set the system profile: {set_profile.tail()}",
-                evidence, set_profile=False,
-            )
-        if run.mode.keeps_running_system and rep.previous:
-            # proven to activate; the running system stays until the next boot
-            again = _switch(host, rep.previous, "test")
-            evidence["reactivate_previous_exit"] = again.rc
-            if not again.ok:
-                return _failed_activation(
-                    run, host, started, f"re-activating the running system exited {again.rc}",
-                    evidence, set_profile=True,
-                )
-        final = _switch(host, new, run.mode.value)
-        evidence[f"{run.mode.value}_exit"] = final.rc
-        if not final.ok:
-            return _failed_activation(
-                run, host, started, f"{run.mode.value} exit {final.rc}: {final.tail(2)}",
-                evidence, set_profile=True,
-            )
-    return _pass(run, host, "switch-test", started, f"test ok, then {run.mode.value}", evidence)
+    back = _last_known_good(run, host, new) or rep.previous
+    job = _job_name(run, new)
+    timeout = run.activation_timeout
+    PyinfraTransport(host).start_detached(
+        job, activation_script(new, back, run.mode, run.lock.token, job, run.confirm_timeout)
+    )
+    run.activations[host.name] = job
+    state_now, _ = _await_job(run, host, job, ("awaiting-confirmation", "done"), timeout)
+    if state_now == "done":
+        outcome = _job_outcome(run, host, job, timeout)
+        if not outcome.stayed:
+            return _ended_activation(run, host, started, outcome, "switch-test")
+        return _pass(run, host, "switch-test", started, f"test ok, then {run.mode.value}",
+                     outcome.evidence())
+    return _pass(run, host, "switch-test", started,
+                 f"test ok, then {run.mode.value}; awaiting confirmation "
+                 f"(reverts by itself in {run.confirm_timeout:.0f}s)",
+                 {"job": job, "back": back})
 
 
 @operation(is_idempotent=False)
 def switch_test(run: Run) -> Generator[FunctionCommand, None, None]:
-    """Gate 4: ``switch-to-configuration test``; then ``switch`` or ``boot`` by mode.
-    A failed test returns the host to its previous known-good closure."""
+    """Gate 4: ``switch-to-configuration test``; then ``switch`` or ``boot`` by mode,
+    detached on the host; a failure returns the host to its known-good closure."""
     yield FunctionCommand(_guarded(run, "switch-test", _switch_test), (), {})
 
 
-# -- secrets (between gate 4 and gate 5) ---------------------------------------------------
+# -- secrets: staged for the new closure before gate 3 ----------------------------------------
 
 
-def _secrets(run: Run, state: Any, host: Any) -> bool:
-    """The host's encrypted files uploaded and decrypted on the host with its own host
-    key. A failure is a failed activation: back to known-good, not marked."""
+def _stage_secrets(run: Run, state: Any, host: Any) -> bool:
+    """The host's encrypted files (and their manifest) staged for the new closure, whose
+    own activation decrypts them with the host's key before units start (sops-nix's
+    way); gate 3 proves they decrypt. A host whose key is not the recorded one, or
+    whose files are not keyed to it, fails here, naming the files to rekey."""
     started = time.monotonic()
     mounts = [str(m) for m in (host.data.get("secrets") or [])]
-    if not run.mode.activates or not mounts:
+    rep = run.host_report(host)
+    if not mounts or rep.closure is None:
         return True
     sdir = str(run.options.secrets_dir or host.data.get("secrets_dir") or run.repo / "secrets")
-    back_profile = run.mode.sets_profile
     try:
         problems = host_key_check(sdir, mounts)
     except ConfigError as exc:
         problems = [str(exc)]
     if problems:
-        return _failed_activation(
-            run, host, started, "; ".join(problems), {}, back_profile, gate="secrets"
-        )
-    decrypter = run.options.sops_binary or host.data.get("sops_binary") or sops_binary_path()
-    scripts = secrets_scripts(host, sdir, mounts, str(decrypter))
-    for script in scripts:
+        return _fail(run, host, "secrets", "; ".join(problems), started)
+    for script in stage_scripts(host.name, sdir, mounts, rep.closure):
         res = remote(host, script)
         if not res.ok:
-            return _failed_activation(
-                run, host, started, f"secrets install exited {res.rc}: {res.tail(2)}", {},
-                back_profile, gate="secrets",
-            )
-    detail = f"{len(mounts)} file(s) installed" if scripts else "already installed"
-    return _pass(run, host, "secrets", started, detail)
+            return _fail(run, host, "secrets",
+                         f"staging the encrypted files failed: exit {res.rc}: {res.tail(2)}",
+                         started)
+        if res.stdout.strip() == "unchanged":
+            break
+    return _pass(run, host, "secrets", started,
+                 f"{len(mounts)} encrypted file(s) staged for {rep.closure}")
 
 
 @operation(is_idempotent=False)
-def install_secrets(run: Run) -> Generator[FunctionCommand, None, None]:
-    """Secrets: decrypted on the host with its own SSH host key into /run/secrets."""
-    yield FunctionCommand(_guarded(run, "secrets", _secrets), (), {})
+def stage_secrets(run: Run) -> Generator[FunctionCommand, None, None]:
+    """Secrets: the encrypted files staged for the new system's activation."""
+    yield FunctionCommand(_guarded(run, "secrets", _stage_secrets), (), {})
 
 
 # -- gate 5: mark known-good ---------------------------------------------------------------
@@ -553,6 +551,10 @@ def _known_good_record(run: Run, host: Any) -> KnownGoodRecord:
 
 
 def _mark(run: Run, state: Any, host: Any) -> bool:
+    """Gate 5. An armed host is confirmed over a *new* SSH connection: the
+    confirmation is the pin script, which the host runs itself before it disarms,
+    so a pin exists exactly when the host stays on the new system. A host in
+    ``boot`` mode (never armed) and a rollback without a job are pinned directly."""
     started = time.monotonic()
     rep = run.host_report(host)
     if not run.mode.activates:
@@ -561,11 +563,27 @@ def _mark(run: Run, state: Any, host: Any) -> bool:
     existing = run.records.get(host.name, [])
     record, remove = plan_pin(existing, _known_good_record(run, host), run.keep_pins,
                               run.live_tags())
-    # one round trip: the new pin first (GC root, then record), then the old ones go
-    res = remote(host, f"{pin_script(record)} && {prune_script(remove)}")
-    if not res.ok:
-        return _fail(run, host, "known-good", f"cannot pin: exit {res.rc}: {res.tail()}",
-                     started)
+    gone = {r.closure for r in existing if r.name in remove} - {
+        r.closure for r in existing if r.name not in remove} - {record.closure}
+    script = f"{pin_script(record)} && {prune_script(remove)} && {unstage_script(sorted(gone))}"
+    job = run.activations.get(host.name)
+    armed = job is not None and "job" in rep.gates["switch-test"].evidence
+    evidence: dict[str, Any] = {"record": record.name, "gcroot": f"{GCROOT_DIR}/{record.name}",
+                                "pruned": remove}
+    if armed:
+        assert job is not None
+        confirmed_at = time.monotonic()
+        _reattach(host).write_file(f"{job_dir(job)}/confirm", script.encode(), 0o600)
+        outcome = _job_outcome(run, host, job, run.activation_timeout)
+        evidence.update(outcome.evidence())
+        evidence["confirm_seconds"] = round(time.monotonic() - confirmed_at, 3)
+        if outcome.result != "confirmed":
+            return _ended_activation(run, host, started, outcome, "known-good")
+    else:
+        res = remote(host, script)
+        if not res.ok:
+            return _fail(run, host, "known-good", f"cannot pin: exit {res.rc}: {res.tail()}",
+                         started)
     rep.known_good = record.name
     rep.status = HostStatus.DEPLOYED
     release_lock(run, host)
@@ -575,7 +593,7 @@ def _mark(run: Run, state: Any, host: Any) -> bool:
         "known-good",
         started,
         f"pinned {record.name}" + (f" ({record.tag})" if record.tag else ""),
-        {"record": record.name, "gcroot": f"{GCROOT_DIR}/{record.name}", "pruned": remove},
+        evidence,
     )
 
 

@@ -28,6 +28,7 @@ from pyinfra.api.state import BaseStateCallback
 from nixify.diff.drift import DriftPolicy
 from nixify.errors import NixifyError
 from nixify.git import head_state
+from nixify.pipeline.activation import DEFAULT_CONFIRM_TIMEOUT
 from nixify.pipeline.lock import LockHolder, machine_id, process_start
 from nixify.pipeline.options import RunOptions
 from nixify.pipeline.pins import KnownGoodRecord
@@ -77,6 +78,9 @@ class Run(BaseStateCallback):
         )
         self.locked_hosts: dict[str, Any] = {}
         self.records: dict[str, list[KnownGoodRecord]] = {}  # read at preflight
+        self.activations: dict[str, str] = {}  # host -> its gate 4 job on the host
+        self.confirm_timeout = DEFAULT_CONFIRM_TIMEOUT
+        self.activation_timeout = 600.0
         self._live_tags: frozenset[str] | None = None
         self._tags_read = False
         self.builds: Any = None  # the run's BuildCoordinator, made by gate 1

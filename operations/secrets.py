@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import shlex
 from collections.abc import Generator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pyinfra.api.command import FunctionCommand, QuoteString, StringCommand
@@ -254,3 +255,85 @@ def deploy_secrets(
         python=python,
         declared=declared,
     )
+
+
+# -- secrets with activation: the encrypted files staged for a closure ------------------
+
+BY_CLOSURE_DIR = f"{REMOTE_ENCRYPTED_DIR}/by-closure"
+_CHUNK = 48 * 1024  # bytes of base64 per command line word
+_COMMAND_LIMIT = 96 * 1024  # a command line stays below the kernel's 128 KiB per word
+
+
+def by_closure_dir(closure: str) -> str:
+    """Where a closure's encrypted files and manifest wait for its activation."""
+    return f"{BY_CLOSURE_DIR}/{PurePosixPath(closure).name}"
+
+
+def stage_scripts(
+    host_name: str,
+    secrets_dir: str,
+    mounts: Sequence[str],
+    closure: str,
+    declared: Mapping[str, SecretFileSpec] | None = None,
+) -> list[str]:
+    """The commands that stage ``closure``'s secrets on the host, before gate 3: its
+    encrypted sops files (only those: plaintext never travels) and a manifest, in
+    ``by_closure_dir(closure)``, which appears complete in one rename. Unchanged
+    files are not sent again (the digest is compared on the host first)."""
+    declared = declared or {}
+    files: list[tuple[str, bytes]] = []
+    for rel in mounts:
+        if ".." in Path(rel).parts or rel.startswith("/"):
+            raise ConfigError(f"host {host_name}: secret path {rel!r} must be relative")
+        local = Path(secrets_dir) / rel
+        SopsFile.load(local)  # names the file when it is not a readable sops file
+        files.append((rel, local.read_bytes()))
+    manifest = {
+        "files": [
+            {"file": rel, "mode": spec.mode, "owner": spec.owner, "group": spec.group}
+            for rel in mounts
+            for spec in [declared.get(rel, SecretFileSpec(rel))]
+        ]
+    }
+    manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    digest = hashlib.sha256(manifest_bytes)
+    for rel, data in files:
+        digest.update(f"\0{rel}\0{len(data)}\0".encode() + data)
+    q = shlex.quote
+    final = by_closure_dir(closure)
+    tmp = f"{BY_CLOSURE_DIR}/.{PurePosixPath(closure).name}.tmp"
+    writes = [("manifest.json", manifest_bytes)] + [(f"files/{rel}", d) for rel, d in files]
+    body: list[str] = []
+    for rel, data in writes:
+        target = q(f"{tmp}/{rel}")
+        body.append(f"mkdir -p {q(str(PurePosixPath(tmp, rel).parent))} && : > {target}")
+        b64 = base64.b64encode(data).decode()
+        body += [f"printf %s {q(b64[i : i + _CHUNK])} | base64 -d >> {target}"
+                 for i in range(0, len(b64), _CHUNK)]
+    head = (
+        f"set -eu\numask 077\n"
+        f"if [ \"$(cat {q(final + '/digest')} 2>/dev/null)\" = {digest.hexdigest()} ]; then "
+        "echo unchanged; exit 0; fi\n"
+        f"mkdir -p {q(BY_CLOSURE_DIR)} && rm -rf {q(tmp)} && mkdir -p {q(tmp)}\n"
+    )
+    tail = (
+        f"printf '%s\\n' {digest.hexdigest()} > {q(tmp + '/digest')}\n"
+        f"rm -rf {q(final)} && mv -T {q(tmp)} {q(final)} && echo staged\n"
+    )
+    # one command when it fits a command line; else the appends in commands of their own
+    # (the caller stops after the first prints "unchanged")
+    if sum(len(b) for b in body) < _COMMAND_LIMIT:
+        return [head + "\n".join(body) + "\n" + tail]
+    scripts, part = [head], ""
+    for line in body:
+        if part and len(part) + len(line) > _COMMAND_LIMIT:
+            scripts.append("set -eu\n" + part)
+            part = ""
+        part += line + "\n"
+    scripts.append("set -eu\n" + part + tail)
+    return scripts
+
+
+def unstage_script(closures: Sequence[str]) -> str:
+    """Remove the staged secrets of closures no pin keeps any more."""
+    return " && ".join(f"rm -rf {shlex.quote(by_closure_dir(c))}" for c in closures) or "true"

@@ -105,7 +105,10 @@ class SshTransport(TransportBase):
         *,
         connect_timeout: int = CONNECT_TIMEOUT,
         jobs_dir: str = JOBS_DIR,
+        multiplex: bool = True,
     ) -> None:
+        """``multiplex=False``: every command over a connection of its own (a check
+        that a *new* SSH connection still reaches the host)."""
         args = list(ssh_args)
         if not args or args[-1].startswith("-"):
             raise ValueError(f"{name}: ssh arguments must end with the destination: {args}")
@@ -114,6 +117,7 @@ class SshTransport(TransportBase):
         self._destination = args[-1]
         self._connect_timeout = connect_timeout
         self.jobs_dir = jobs_dir
+        self.multiplex = multiplex
 
     @property
     def name(self) -> str:
@@ -125,15 +129,20 @@ class SshTransport(TransportBase):
 
     def ssh_argv(self, remote_command: str) -> list[str]:
         """The full ``ssh`` command line for ``remote_command`` (registers the master)."""
-        control = _control_path()
-        key = (*self._options, self._destination)
-        with _lock:
-            _masters.setdefault(key, key)
         policy = [
             "-o", "BatchMode=yes",
             "-o", f"ConnectTimeout={self._connect_timeout}",
             "-o", "ServerAliveInterval=15",
             "-o", "ServerAliveCountMax=4",
+        ]  # fmt: skip
+        if not self.multiplex:
+            policy += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+            return [SSH, *self._options, *policy, self._destination, "--", remote_command]
+        control = _control_path()
+        key = (*self._options, self._destination)
+        with _lock:
+            _masters.setdefault(key, key)
+        policy += [
             "-o", "ControlMaster=auto",
             "-o", f"ControlPath={control}",
             "-o", f"ControlPersist={CONTROL_PERSIST}",
