@@ -54,3 +54,33 @@ def test_every_registered_command_has_a_fast_route() -> None:
 
 def test_no_command_is_usage_error(capsys: object) -> None:
     assert cli.main([]) == 2
+
+
+def test_the_static_index_is_what_the_modules_register() -> None:
+    # `nixify --help` prints the index; it must say what the full parser would
+    assert cli.index_parser().format_help() == cli.build_parser().format_help()
+
+
+def test_help_and_a_command_load_only_their_own_modules() -> None:
+    import subprocess
+
+    def loaded(*argv: str) -> set[str]:
+        code = (
+            "import sys\n"
+            "from nixify import cli\n"
+            "try:\n"
+            f"    cli.main({list(argv)!r})\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('\\n'.join(sorted(sys.modules)))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout
+        return set(out.split())
+
+    top = loaded("--help")
+    subsystems = {m for m in top if m.startswith("nixify.") and m != "nixify.cli"}
+    assert subsystems <= {"nixify.errors"}, subsystems
+    assert not {"pydantic", "yaml", "pyinfra", "cryptography", "rich"} & top
+    diff = loaded("diff", "--help")
+    assert "nixify.diff.cli" in diff and "nixify.secrets.cli" not in diff

@@ -20,8 +20,6 @@ from nixify.diff.drift import DriftPolicy, DriftVerdict
 from nixify.diff.rca import RootCauseReport, explain
 from nixify.diff.versions import diff_closures
 from nixify.errors import ConfigError
-from nixify.inventory import ssh_args_from_data
-from nixify.inventory.listing import list_inventory
 from nixify.nix import CommandRunner, LocalRunner, SshRunner, is_store_path, store_path_root
 from nixify.paths import repo_root
 
@@ -58,11 +56,18 @@ class HostAccess:
                 f"{host}: not a host of the inventory {self.inventory_file()} "
                 f"(hosts: {', '.join(sorted(hosts)) or 'none'}); give --inventory or --ssh-config"
             )
+        # imported here, not at the top, for start-up time: the inventory package loads
+        # pydantic, yaml and the fleet model, which only a HOST: spec needs (bench/startup.py)
+        from nixify.inventory import ssh_args_from_data
+
         return ssh_args_from_data(host, hosts[host])
 
 
 def inventory_host_data(inventory: str) -> dict[str, Any]:
     """host -> its pyinfra data, as the inventory file gives it (run from the project)."""
+    # imported here for start-up time, as ssh_args_from_data above
+    from nixify.inventory.listing import list_inventory
+
     try:
         hosts = list_inventory(inventory, repo_root())
     except ConfigError as exc:
