@@ -121,3 +121,30 @@ def test_a_live_lock_is_never_taken_and_its_holder_is_named(
     assert drop_lock(transport, "live") is None
     assert ssh(state, host, f"test -d {LOCK_DIR}", check=False).returncode != 0
     assert take_lock(transport, other, lambda m: None) is None
+
+
+def test_a_lock_from_another_machine_is_stale_once_its_ssh_session_is_gone(
+    make_lab: Callable[[str, int, str], LabState],
+) -> None:
+    from nixify.transport import close_all
+
+    state = make_lab("lock", 2, "127.0.45")
+    host = state.hosts[0].name
+    ssh(state, host, f"rm -rf {LOCK_DIR}")
+    elsewhere = LockHolder(operator="laptop-of-bob", machine_id="another-machine", user="bob",
+                           pid=4242, pid_start="1", since="2026-12-02T00:00:00+00:00",
+                           token="bob")
+    bob = SshTransport(host, state.ssh_args(host))  # one connection, kept open
+    assert take_lock(bob, elsewhere, lambda m: None) is None
+    me = LockHolder(operator="a", machine_id=machine_id(), user="root", pid=os.getpid(),
+                    pid_start=process_start(os.getpid()), since="2026-12-02T00:00:01+00:00",
+                    token="me")
+    said: list[str] = []
+    mine = SshTransport(host, ["-o", "ControlPath=none", *state.ssh_args(host)],
+                        multiplex=False)
+    # bob's deploy is connected: his lock is live, though no process of this machine holds it
+    assert take_lock(mine, me, said.append) == f"deploy lock held by {elsewhere.describe()}"
+    close_all()  # bob's operator is killed: its SSH connection ends with it
+    time.sleep(0.5)
+    assert take_lock(mine, me, said.append) is None  # not two hours later
+    assert said and "SSH session from laptop-of-bob is gone" in said[-1]

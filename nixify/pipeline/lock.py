@@ -76,18 +76,28 @@ def machine_id() -> str:
     return os.uname().nodename
 
 
-def lock_is_stale(holder: LockHolder | None, now: datetime, here: str) -> str | None:
-    """Why the lock is stale (``None`` when it is live). ``here`` is this machine's id.
+def lock_is_stale(
+    holder: LockHolder | None, now: datetime, here: str, session: str = "unknown"
+) -> str | None:
+    """Why the lock is stale (``None`` when it is live). ``here`` is this machine's id;
+    ``session`` is what the host says of the SSH session that took the lock
+    (``yes``: still connected, ``no``: gone, ``unknown``: not recorded).
 
     A lock taken on this machine is stale when its process is gone (or the pid
-    was reused); a lock from elsewhere only when it is older than STALE_AFTER.
-    An unreadable lock is stale: nothing could ever release it.
+    was reused). A lock from elsewhere is stale when the host sees that its
+    deploy's SSH session is gone (a killed operator's connection ends with it);
+    failing that, when it is older than STALE_AFTER. An unreadable lock is stale:
+    nothing could ever release it.
     """
     if holder is None:
         return "the lock record is unreadable"
     if holder.machine_id == here:
         if process_start(holder.pid) != holder.pid_start or not holder.pid_start:
             return f"its deploy (pid {holder.pid} on {holder.operator}) is no longer running"
+        return None
+    if session == "no":
+        return f"its deploy's SSH session from {holder.operator} is gone"
+    if session == "yes":
         return None
     try:
         since = datetime.fromisoformat(holder.since)
@@ -132,13 +142,19 @@ def take_script(holder: LockHolder, replace_digest: str = "") -> str:
             f"  cur=$(cat {q(_HOLDER)} 2>/dev/null; printf x)",
             '  cur="${cur%x}"',
             "  sum=$(printf %s \"$cur\" | sha256sum | cut -d' ' -f1)",
+            # is the SSH session that took it still connected? (the holder's link here)
+            f"  alive=unknown; read -r spid sstart < {q(LOCK_DIR + '/session')} 2>/dev/null"
+            " && { alive=no; [ \"$(cut -d' ' -f22 /proc/$spid/stat 2>/dev/null)\" = "
+            "\"$sstart\" ] && alive=yes; }",
             f"  if [ \"$sum\" != {q(replace_digest)} ]; then",
-            '    echo "HELD $sum"; printf %s "$cur"; exit 0',
+            '    echo "HELD $sum $alive"; printf %s "$cur"; exit 0',
             "  fi",
             f"  rm -rf {q(LOCK_DIR)} || exit 1",
             "fi",
             f"rm -rf {q(new)} && mkdir -p {q(new)} || exit 1",
             f"printf %s {data} | base64 -d > {q(new + '/holder.json')} || exit 1",
+            # the SSH session of the deploy that holds it: gone means the deploy is gone
+            f"echo \"$PPID $(cut -d' ' -f22 /proc/$PPID/stat)\" > {q(new + '/session')}",
             f"sync {q(new + '/holder.json')} 2>/dev/null",
             f"mv -T {q(new)} {q(LOCK_DIR)} && echo ACQUIRED",
         ]
@@ -174,7 +190,8 @@ def take_lock(
         if not res.ok:
             return f"cannot take the deploy lock: exit {res.rc}: {res.tail()}"
         first, _, rest = res.stdout.partition("\n")
-        word, _, digest = first.strip().partition(" ")
+        word, _, detail = first.strip().partition(" ")
+        digest, _, session = detail.partition(" ")
         if word == "ACQUIRED":
             return None
         if word == "BUSY":
@@ -182,7 +199,7 @@ def take_lock(
         current = LockHolder.from_json(rest) if rest.strip() else None
         if current is not None and current.token == holder.token:
             return None
-        stale = lock_is_stale(current, now(), holder.machine_id)
+        stale = lock_is_stale(current, now(), holder.machine_id, session or "unknown")
         if stale is None:
             assert current is not None
             return f"deploy lock held by {current.describe()}"
