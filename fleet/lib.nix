@@ -28,6 +28,49 @@ rec {
       '' ];
     } // env);
 
+  # A binary provided as a fixed-output path (recursive sha256 of a directory with
+  # bin/<pname>), the way nixpkgs provides prebuilt binaries. Nothing builds it:
+  # the lab seeds it with `nix-store --add-fixed --recursive sha256`, a builder
+  # without it fails here with this message.
+  mkSeeded = { pname, version, hash }:
+    derivation {
+      name = "${pname}-${version}";
+      inherit system pname version;
+      builder = "/bin/sh";
+      PATH = "/usr/bin:/bin";
+      outputHashMode = "recursive";
+      outputHashAlgo = "sha256";
+      outputHash = hash;
+      args = [ "-c" "echo '${pname}-${version}: a seeded fixed-output path, not built here (nixify lab up seeds the builders)' >&2; exit 1" ];
+    };
+
+  # The secrets step of activation (sops-nix's role): host_activation.py and the
+  # ssh->age helper host_identity.py (stdlib Python, run by the host's python3),
+  # with this system's sops. bin/nixify-secrets dry-activate|activate DIR.
+  mkSecretsActivation = { sops, version }:
+    derivation {
+      name = "nixify-secrets-${version}";
+      pname = "nixify-secrets";
+      inherit system version sops;
+      builder = "/bin/sh";
+      PATH = "/usr/bin:/bin";
+      identity = builtins.readFile ./secrets/host_identity.py;
+      activation = builtins.readFile ./secrets/host_activation.py;
+      args = [ "-c" ''
+        set -e
+        lib="$out/libexec/nixify"
+        mkdir -p "$out/bin" "$lib"
+        printf '%s' "$identity" > "$lib/host_identity.py"
+        printf '%s' "$activation" > "$lib/host_activation.py"
+        key="/usr/bin/python3 $lib/host_identity.py /etc/ssh/ssh_host_ed25519_key"
+        {
+          echo '#!/bin/sh'
+          echo "exec /usr/bin/python3 $lib/host_activation.py --sops $sops/bin/sops --key-cmd '$key' \"\$@\""
+        } > "$out/bin/nixify-secrets"
+        chmod +x "$out/bin/nixify-secrets"
+      '' ];
+    };
+
   # Merge profiles: packages are concatenated (deduplicated by name), units
   # and settings are merged, later profiles winning.
   mergeProfiles = profiles: {
@@ -43,8 +86,10 @@ rec {
       merged = mergeProfiles profiles;
       allUnits = merged.units // units;
       allSettings = merged.settings // settings;
+      # "name ok|fail [secret]": a unit may read one secret file when it starts
       unitLines = join "\n" (mapAttrsToList
-        (name: u: "${name} ${if u.fails or false then "fail" else "ok"}")
+        (name: u: "${name} ${if u.fails or false then "fail" else "ok"}"
+          + (if u ? readsSecret then " ${u.readsSecret}" else ""))
         allUnits);
       settingLines = join "\n" (mapAttrsToList (n: v: "${n}=${toString v}") allSettings);
     in

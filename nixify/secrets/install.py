@@ -1,18 +1,28 @@
 """The on-host install of a host's secrets, as sops-nix's installer does it.
 
-Only encrypted files travel to the host (under ``/var/lib/nixify/secrets``).
-On the host, each is decrypted with the host's own SSH host key (the real
-``sops`` binary; ``SOPS_AGE_KEY_CMD`` runs ``host_identity.py``, uploaded beside
-the files, to derive the age identity from ``/etc/ssh/ssh_host_ed25519_key``, so
-the identity is never written anywhere) into a new
-generation ``/run/secrets.d/N``; files are 0400 root:root unless declared
-otherwise; then ``/run/secrets`` is switched to it by an atomic symlink
-rename, and generations older than the previous one are removed. The script
-prints only paths and counts, never a value.
+One program does it on the host: ``host_activation.py`` (stdlib only, beside
+this file). The lab fleet ships it in every system closure (``fleet/secrets``,
+with ``host_identity.py`` and a ``sops`` package) and the system's own
+``switch-to-configuration`` runs it, before units start, on what the operator
+uploaded for that system: ``/var/lib/nixify/secrets/by-closure/<basename of
+the system>/`` holding ``manifest.json`` (``manifest_json``) and the encrypted
+files under ``files/<relpath>``. ``InstallPlan.script`` runs the same program
+text over SSH for an install outside activation.
+
+Only encrypted files travel to the host. On the host each is decrypted with
+the host's own SSH host key (the real ``sops`` binary; ``SOPS_AGE_KEY_CMD`` runs
+``host_identity.py`` to derive the age identity from
+``/etc/ssh/ssh_host_ed25519_key``, so the identity is never written anywhere)
+into a new generation ``/run/secrets.d/N``; files are 0400 root:root unless
+declared otherwise; then ``/run/secrets`` is switched to it by an atomic
+symlink rename, and generations older than the previous one are removed.
+``dry-activate`` decrypts every file to nowhere and names each that does not
+open. Output is paths and counts only, never a value.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from collections.abc import Mapping, Sequence
@@ -22,10 +32,14 @@ from pathlib import Path, PurePosixPath
 from nixify.errors import ConfigError
 
 REMOTE_ENCRYPTED_DIR = "/var/lib/nixify/secrets"
+BY_CLOSURE_DIR = REMOTE_ENCRYPTED_DIR + "/by-closure"
+MANIFEST_NAME = "manifest.json"
+FILES_DIR = "files"
 HELPER_REMOTE = "/var/lib/nixify/bin/host_identity.py"
 SECRETS_LINK = "/run/secrets"
 GENERATIONS_DIR = "/run/secrets.d"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+_EOF = "NIXIFY_HOST_ACTIVATION_EOF"
 
 
 @dataclass(frozen=True)
@@ -38,9 +52,41 @@ class SecretFileSpec:
     group: str = "root"
 
 
+def by_closure_dir(closure: str) -> str:
+    """Where the operator uploads the secrets of system ``closure`` on its host."""
+    name = PurePosixPath(closure).name
+    if not closure.startswith("/nix/store/") or not name or "/" in closure[len("/nix/store/"):]:
+        raise ConfigError(f"{closure!r} is not a store path")
+    return f"{BY_CLOSURE_DIR}/{name}"
+
+
+def manifest_json(host: str, files: Sequence[SecretFileSpec]) -> str:
+    """The ``manifest.json`` of a by-closure directory (what activation decrypts)."""
+    return json.dumps(
+        {
+            "files": [
+                {"file": _safe_rel(f.relpath, host), "mode": f.mode, "owner": f.owner,
+                 "group": f.group}
+                for f in files
+            ]
+        },
+        indent=2,
+        sort_keys=True,
+    ) + "\n"
+
+
+def activation_source() -> Path:
+    """The stdlib-only program that sets up a system's secrets on its host."""
+    return Path(__file__).with_name("host_activation.py")
+
+
 @dataclass(frozen=True)
 class InstallPlan:
-    """The host side of an install: files to decrypt and how."""
+    """The host side of an install outside activation: files to decrypt and how.
+
+    ``encrypted_dir`` holds the encrypted files at ``<encrypted_dir>/<relpath>``;
+    ``script`` writes the manifest there and runs ``host_activation.py`` (its text
+    inside the script) on it, with ``python`` on the host."""
 
     host: str
     files: Sequence[SecretFileSpec]
@@ -50,52 +96,32 @@ class InstallPlan:
     link: str = SECRETS_LINK
     generations: str = GENERATIONS_DIR
     env: Mapping[str, str] = field(default_factory=dict)
+    python: str = "python3"
 
-    def script(self) -> str:
-        """A POSIX sh script: new generation, decrypt each file, atomic switch."""
+    def script(self, action: str = "activate") -> str:
+        """A POSIX sh script: the manifest, then ``host_activation.py ACTION``."""
+        if action not in ("activate", "dry-activate"):
+            raise ConfigError(f"host {self.host}: unknown secrets action {action!r}")
         q = shlex.quote
+        manifest = f"{self.encrypted_dir}/{MANIFEST_NAME}"
+        argv = [
+            self.python, "-", "--sops", self.decrypter, "--key-cmd", self.key_command,
+            "--files", self.encrypted_dir, "--link", self.link,
+            "--generations", self.generations, action, self.encrypted_dir,
+        ]
+        program = activation_source().read_text()
+        if _EOF in program:
+            raise ConfigError(f"{activation_source()}: contains {_EOF}")
         lines = [
             "set -eu",
             "umask 077",
-            f"gens={q(self.generations)}",
-            'mkdir -p "$gens"',
-            'chmod 0751 "$gens"',
-            "n=0",
-            'for d in "$gens"/*; do',
-            '  b=${d##*/}; case "$b" in ""|*[!0-9]*) continue;; esac',
-            '  [ "$b" -ge "$n" ] && n=$((b + 1))',
-            "done",
-            'gen="$gens/$n"',
-            'rm -rf "$gen.tmp"',
-            'mkdir -m 0751 "$gen.tmp"',
-            f"export SOPS_AGE_KEY_CMD={q(self.key_command)}",
-            "unset SOPS_AGE_KEY SOPS_AGE_KEY_FILE",
             *[f"export {k}={q(v)}" for k, v in sorted(self.env.items())],
-        ]
-        for spec in self.files:
-            rel = _safe_rel(spec.relpath, self.host)
-            fmt = "json" if rel.endswith(".json") else "yaml"
-            src = f"{self.encrypted_dir}/{rel}"
-            dst = f'"$gen.tmp"/{q(rel)}'
-            parent = str(PurePosixPath(rel).parent)
-            if parent != ".":
-                lines.append(f'mkdir -p -m 0751 "$gen.tmp"/{q(parent)}')
-            lines += [
-                f"{q(self.decrypter)} decrypt --input-type {fmt} --output-type {fmt} "
-                f"{q(src)} > {dst}",
-                f"chown {q(spec.owner)}:{q(spec.group)} {dst}",
-                f"chmod {q(spec.mode)} {dst}",
-            ]
-        lines += [
-            'mv "$gen.tmp" "$gen"',
-            f'ln -sfn "$gen" {q(self.link + ".new")}',
-            f"mv -T {q(self.link + '.new')} {q(self.link)}",
-            # keep the current and the previous generation only
-            'for d in "$gens"/*; do',
-            '  b=${d##*/}; case "$b" in ""|*[!0-9]*) continue;; esac',
-            '  [ "$b" -lt $((n - 1)) ] && rm -rf "$d"',
-            "done",
-            f'echo "installed {len(self.files)} secret file(s) in generation $n"',
+            f"mkdir -p {q(self.encrypted_dir)}",
+            f"printf %s {q(manifest_json(self.host, self.files))} > {q(manifest + '.tmp')}",
+            f"mv -f {q(manifest + '.tmp')} {q(manifest)}",
+            f"{shlex.join(argv)} <<'{_EOF}'",
+            program.rstrip("\n"),
+            _EOF,
         ]
         return "\n".join(lines) + "\n"
 
@@ -144,4 +170,4 @@ def plan_for(
 ) -> InstallPlan:
     declared = declared or {}
     files = [declared.get(m, SecretFileSpec(m)) for m in mounts]
-    return InstallPlan(host, files, decrypter, default_key_command(python))
+    return InstallPlan(host, files, decrypter, default_key_command(python), python=python)

@@ -1,0 +1,1 @@
+../../nixify/secrets/host_activation.py
