@@ -42,6 +42,14 @@ class AuditReport:
     files: list[FileAudit] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     needs_rekey: list[str] = field(default_factory=list)
+    # host -> the problems above that its key explains (an old key still used, its
+    # current key missing): a host whose key changed is one finding, not one per file
+    by_host: dict[str, list[str]] = field(default_factory=dict)
+
+    def _add(self, problem: str, host: str | None = None) -> None:
+        self.problems.append(problem)
+        if host is not None:
+            self.by_host.setdefault(host, []).append(problem)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +126,7 @@ def audit(
     hosts = sorted(set(host_rcpt) | set(mounts))
     report = AuditReport(hosts)
     known = set(record.operator_recipients) | set(host_rcpt.values())
+    owner = {r: n for n, h in record.hosts.items() for r in (*h.previous, h.age)}
     for job in jobs:
         try:
             sf = SopsFile.load(job.path)
@@ -131,16 +140,18 @@ def audit(
         stale = False
         for r in actual:
             if r not in job.recipients:
-                report.problems.append(
-                    f"{job.relpath}: recipient {record.label(r)} is not named by its rule"
+                report._add(
+                    f"{job.relpath}: recipient {record.label(r)} is not named by its rule",
+                    owner.get(r),
                 )
                 stale = True
-            if r not in known:
-                report.problems.append(f"{job.relpath}: unknown recipient {r}")
+            if r not in known:  # an old key of a host is that host's finding
+                report._add(f"{job.relpath}: unknown recipient {r}", owner.get(r))
         for r in job.recipients:
             if r not in actual:
-                report.problems.append(
-                    f"{job.relpath}: lacks recipient {record.label(r)} that its rule names"
+                report._add(
+                    f"{job.relpath}: lacks recipient {record.label(r)} that its rule names",
+                    owner.get(r),
                 )
                 stale = True
         for h in readable:
@@ -157,9 +168,7 @@ def audit(
                     if h in record.hosts
                     else "no host key recorded"
                 )
-                report.problems.append(
-                    f"host {h} mounts {job.relpath} but cannot decrypt it: {why}"
-                )
+                report._add(f"host {h} mounts {job.relpath} but cannot decrypt it: {why}", h)
         if stale:
             report.needs_rekey.append(job.relpath)
     return report

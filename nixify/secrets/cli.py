@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nixify.errors import ConfigError, NixifyError
-from nixify.inventory import load_fleet
-from nixify.secrets.audit import audit, mounts_from_fleet, verify_files
+from nixify.inventory import ADDRESSES_ENV, load_fleet
+from nixify.inventory.connect import DEFAULT_SOPS_ADDRESSES
+from nixify.inventory.hostkeys import (
+    SCAN_TIMEOUT,
+    ScannedKey,
+    canonical_key,
+    fingerprint,
+    host_pattern,
+    scan_host_key,
+    write_pinned_known_hosts,
+)
+from nixify.inventory.listing import list_inventory
+from nixify.paths import repo_root
+from nixify.secrets.audit import (
+    AuditReport,
+    audit,
+    mounts_from_fleet,
+    stale_mounts,
+    verify_files,
+)
+from nixify.secrets.host_rotation import (
+    is_generated_known_hosts,
+    live_keys,
+    update_address_map,
+    update_builders,
+    update_known_hosts_file,
+)
 from nixify.secrets.keys import find_identities, identities_from_file
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
 from nixify.secrets.rekey import (
@@ -29,9 +55,16 @@ from nixify.secrets.rules import (
     find_config,
     render_sops_yaml,
 )
-from nixify.secrets.sopsfile import SopsFile
-from nixify.secrets.ssh_to_age import age_recipients_from_text, private_key_to_age_identity
+from nixify.secrets.sopsfile import SopsError, SopsFile
+from nixify.secrets.ssh_to_age import (
+    age_recipients_from_text,
+    private_key_to_age_identity,
+    recipient_of_public_line,
+)
 from nixify.util import atomic_write
+
+INVENTORY_ENV = "NIXIFY_INVENTORY"
+FLEET_INVENTORY = "inventories/fleet.py"
 
 
 def _read_input(path: str | None, binary: bool) -> Any:
@@ -312,6 +345,122 @@ def _verify_check(args: argparse.Namespace, secrets_dir: Path, known: list[str])
     return [p for p in result.problems if p not in known]
 
 
+def _key_inventory(args: argparse.Namespace) -> str | None:
+    """The pyinfra inventory that reaches the hosts, to read their keys live: the
+    option, else ``$NIXIFY_INVENTORY``, else the real fleet's when its address map
+    is there; None: only the recorded keys can be compared."""
+    if getattr(args, "offline", False):
+        return None
+    chosen = args.ssh_inventory or os.environ.get(INVENTORY_ENV)
+    if chosen:
+        return str(chosen)
+    if os.environ.get(ADDRESSES_ENV) or DEFAULT_SOPS_ADDRESSES.exists():
+        return FLEET_INVENTORY
+    return None
+
+
+def _inventory_data(inventory: str) -> dict[str, dict[str, Any]]:
+    return {h.name: h.data for h in list_inventory(inventory, repo_root())}
+
+
+def _stale(secrets_dir: Path, host: str, recipient: str, files: list[str]) -> list[str]:
+    """The files of ``files`` not keyed to ``recipient`` (one that does not parse is
+    named by the file checks, not counted here)."""
+    out = []
+    for rel in files:
+        try:
+            out += stale_mounts(secrets_dir, host, recipient, [rel])
+        except SopsError:
+            continue
+    return out
+
+
+def _host_key_lines(
+    args: argparse.Namespace,
+    record: RecipientsRecord,
+    mounts: dict[str, list[str]],
+    secrets_dir: Path,
+    report: AuditReport,
+) -> tuple[list[str], set[str], list[str], str]:
+    """One line per host whose key needs attention: (failing lines, the hosts they
+    cover, lines about hosts not checked, how keys were compared)."""
+    inventory = _key_inventory(args)
+    names = sorted(set(record.hosts) | {h for h, files in mounts.items() if files})
+    live: dict[str, ScannedKey] = {}
+    data: dict[str, dict[str, Any]] = {}
+    fallback = ""
+    if inventory is not None:
+        try:
+            data = _inventory_data(inventory)
+        except ConfigError as exc:
+            if args.ssh_inventory or os.environ.get(INVENTORY_ENV):
+                raise  # asked for: its failure is the answer
+            fallback, inventory = f" ({exc})", None
+    if inventory is not None:
+        live = live_keys({n: data[n] for n in names if n in data}, args.timeout)
+    failing: list[str] = []
+    flagged: set[str] = set()
+    unchecked: list[str] = []
+    for name in names:
+        rec = record.hosts.get(name)
+        files = [f for f in mounts.get(name, []) if (secrets_dir / f).is_file()]
+        fix = f"run `nixify secrets rotate-host {name}`"
+        scanned = live.get(name)
+        if scanned is not None and scanned.key is not None:
+            if rec is None or " ".join(rec.ssh_host_key.split()[:2]) != scanned.key:
+                age = recipient_of_public_line(scanned.key, where=name)
+                stale = _stale(secrets_dir, name, age, files)
+                what = (
+                    "no host key recorded"
+                    if rec is None
+                    else "host key changed since it was recorded (rebuilt?)"
+                )
+                failing.append(
+                    f"{name}: {what}: it presents {fingerprint(scanned.key)}; "
+                    f"{len(stale)} of its {len(files)} files to rekey: {fix}"
+                )
+                flagged.add(name)
+                continue
+        elif inventory is not None:
+            why = scanned.error if scanned is not None else f"not in {inventory}"
+            unchecked.append(f"{name}: did not answer ({why}): its key was not checked live")
+        if rec is None:
+            if files:
+                failing.append(f"{name}: no host key recorded; {len(files)} files it mounts "
+                               f"are keyed to no key of it: {fix}")
+                flagged.add(name)
+            continue
+        stale = _stale(secrets_dir, name, rec.age, files)
+        old = [f for f in report.files if set(f.recipients) & set(rec.previous)]
+        if old:  # files still keyed to an earlier key of the host: it was rebuilt
+            failing.append(f"{name}: host key changed since its secrets were keyed: "
+                           f"{len(stale)} of its {len(files)} files to rekey: {fix}")
+            flagged.add(name)
+    if inventory is None:
+        how = (
+            f"host keys: compared with the recorded ones ({secrets_dir / RECORD_NAME}) only; "
+            f"to read them live give --ssh-inventory INVENTORY (or ${INVENTORY_ENV}){fallback}"
+        )
+    else:
+        reached = sum(1 for k in live.values() if k.key)
+        how = f"host keys: {reached} of {len(names)} read live through {inventory}"
+    return failing, flagged, unchecked, how
+
+
+def _rules_explained(
+    config: Path, desired: str, record: RecipientsRecord, hosts: set[str]
+) -> bool:
+    """The written rules differ from ``desired`` only by the old keys of ``hosts``."""
+    if not config.exists():
+        return False
+    text = config.read_text()
+    for name in hosts:
+        h = record.hosts.get(name)
+        for old in h.previous if h else ():
+            text = text.replace(old, h.age if h else old)
+    return text == desired
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     record = _record(args)
     secrets_dir = Path(args.secrets_dir)
@@ -319,30 +468,113 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = _missing_mounted_files(args, secrets_dir, mounts)
     config = secrets_dir / CONFIG_NAME
     rules = _desired_rules(secrets_dir, mounts, record)
-    if not config.exists() or config.read_text() != render_sops_yaml(rules):
-        problems.append(f"{config}: out of date with the inventory and host keys (run rules)")
     report = audit(secrets_dir, record, mounts, config, rules=as_loaded(rules))
-    changed = sorted(
-        h.name
-        for h in record.hosts.values()
-        if h.previous and any(set(f.recipients) & set(h.previous) for f in report.files)
-    )
-    for name in changed:
-        files = [
-            f.relpath for f in report.files if set(f.recipients) & set(record.hosts[name].previous)
-        ]
-        problems.append(
-            f"host {name}: host key changed since its secrets were keyed; rekey {' '.join(files)}"
-        )
-    problems.extend(report.problems)
+    failing, flagged, unchecked, how = _host_key_lines(args, record, mounts, secrets_dir, report)
+    desired = render_sops_yaml(rules)
+    current = config.read_text() if config.exists() else None
+    if current != desired and not _rules_explained(config, desired, record, flagged):
+        problems.append(f"{config}: out of date with the inventory and host keys (run rules)")
+    explained = {p for h in flagged for p in report.by_host.get(h, ())}
+    rest = [p for p in report.problems if p not in explained]
+    problems.extend(rest)
     problems.extend(_verify_check(args, secrets_dir, report.problems))
-    for p in problems:
-        print(p)
-    if report.needs_rekey:
+    for line in failing + unchecked + problems:
+        print(line)
+    if rest and report.needs_rekey:
         print("needs rekey: " + " ".join(report.needs_rekey))
-    if not problems:
+    print(how)
+    if not problems and not failing:
         print(f"ok: {len(report.files)} files keyed to their rules")
-    return 1 if problems else 0
+    return 1 if problems or failing else 0
+
+
+def _read_key(args: argparse.Namespace, name: str) -> str | None:
+    if not args.key:
+        return None
+    text = _read_input(args.key, binary=False)
+    return canonical_key(text.strip(), f"--key {args.key}")
+
+
+def cmd_rotate_host(args: argparse.Namespace) -> int:
+    """After HOST was reinstalled: its new key everywhere nixify keeps one."""
+    name = args.host
+    secrets_dir = Path(args.secrets_dir)
+    inventory = _key_inventory(args)
+    data = _inventory_data(inventory) if inventory else {}
+    given = _read_key(args, name)
+    where = data.get(name)
+    scanned = scan_host_key(
+        str(where.get("ssh_hostname") or name), int(where.get("ssh_port") or 22), args.timeout
+    ) if where else None
+    if scanned is not None and scanned.key and given and scanned.key != given:
+        raise ConfigError(
+            f"{name}: presents {fingerprint(scanned.key)}, but --key says {fingerprint(given)}: "
+            "refusing (is this the reinstalled host?)"
+        )
+    key = given or (scanned.key if scanned else None)
+    if key is None:
+        why = scanned.error if scanned else f"not in the inventory {inventory or '(none given)'}"
+        raise ConfigError(f"{name}: cannot read its new key ({why}); give it with --key FILE")
+    address = where.get("ssh_hostname") if where else name
+    source = "given with --key" if given else f"read from {address}"
+    print(f"{name}: new host key {fingerprint(key)} ({source}"
+          f"{', and the host presents it' if given and scanned and scanned.key else ''})")
+    ok = True
+    # 1. the recipients record
+    record_path = secrets_dir / RECORD_NAME
+    record = RecipientsRecord.load(record_path)
+    change = record.set_host_key(name, key)
+    record.save(record_path)
+    print(f"{record_path}: {name}'s key {change or 'already recorded'}")
+    # 2. the rules
+    mounts = _mounts(args)
+    rules = _desired_rules(secrets_dir, mounts, record)
+    config = secrets_dir / CONFIG_NAME
+    text = render_sops_yaml(rules)
+    if not config.exists() or config.read_text() != text:
+        atomic_write(config, text.encode())
+        print(f"{config}: rules rewritten")
+    # 3. the files it mounts
+    files = [secrets_dir / f for f in mounts.get(name, []) if (secrets_dir / f).is_file()]
+    if files:
+        rep = rekey_paths(files, config=config,
+                          identity_files=[Path(f) for f in args.identity or []])
+        for r in rep.results:
+            if r.status == "error":
+                print(f"error {r.relpath}: {r.error}", file=sys.stderr)
+        print(f"{len(files)} files {name} mounts: {rep.count('rekeyed')} rekeyed, "
+              f"{rep.count('unchanged')} unchanged, {rep.count('error')} errors")
+        ok = ok and rep.ok
+    # 4. the address map's pinned key (the real fleet)
+    amap = Path(args.address_map) if args.address_map else (
+        Path(os.environ[ADDRESSES_ENV]) if os.environ.get(ADDRESSES_ENV)
+        else DEFAULT_SOPS_ADDRESSES if DEFAULT_SOPS_ADDRESSES.exists() else None
+    )
+    if amap is not None and amap.exists():
+        said = update_address_map(amap, name, key, [Path(f) for f in args.identity or []])
+        print(said or f"{amap}: {name}'s host_key already current (or not pinned there)")
+    # 5. the operator's known_hosts (the lab's, or the map's known_hosts_file)
+    if where is not None:
+        pattern = host_pattern(str(where.get("ssh_hostname") or name),
+                               int(where.get("ssh_port") or 22))
+        known = where.get("ssh_known_hosts_file")
+        if known and not is_generated_known_hosts(str(known)):
+            changed = update_known_hosts_file(Path(known), [name, pattern], key, pattern)
+            print(f"{known}: {'updated' if changed else 'already pins it'} for {name}")
+        elif known:  # a file derived from pinned keys: the rotated host gets a fresh one
+            data[name] = {**where, "ssh_known_hosts_file": str(write_pinned_known_hosts(
+                {pattern: key}))}
+    # 6. every builder's known_hosts (builders copy closures to the hosts)
+    if data and name in data:
+        for step in update_builders(name, key, data):
+            print(step.what)
+            ok = ok and step.ok
+    elif not data:
+        print("note: no inventory to reach the builders: their known_hosts were not updated "
+              f"(give --ssh-inventory INVENTORY or ${INVENTORY_ENV})")
+        ok = False
+    print(f"{name}: {'rotated' if ok else 'NOT fully rotated (run again once fixed)'}")
+    return 0 if ok else 1
 
 
 def _common(p: argparse.ArgumentParser, mounts: bool = True) -> None:
@@ -351,6 +583,16 @@ def _common(p: argparse.ArgumentParser, mounts: bool = True) -> None:
         _hosts_file_arg(p, "the fleet declaration whose hosts' `secrets` say who mounts what")
         p.add_argument("--mounts", metavar="FILE",
                        help="YAML host -> [files] instead of the fleet declaration")
+
+
+def _reach_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ssh-inventory", metavar="INVENTORY",
+        help=f"the pyinfra inventory that reaches the hosts (default ${INVENTORY_ENV}, else "
+        f"{FLEET_INVENTORY} when its address map is there)",
+    )
+    p.add_argument("--timeout", type=int, default=SCAN_TIMEOUT, metavar="SECONDS",
+                   help=f"how long a host may take to answer (default {SCAN_TIMEOUT})")
 
 
 def _hosts_file_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -381,11 +623,32 @@ def _register_actions(sub: Any) -> None:
 
     k = sub.add_parser(
         "check",
-        help="report corrupt or missing files, changed host keys and files needing a rekey",
+        help="report hosts whose key changed (read live), corrupt or missing files and "
+        "files needing a rekey; one line per host",
     )
     _common(k)
     _identity_arg(k)
+    _reach_args(k)
+    k.add_argument("--offline", action="store_true",
+                   help="compare with the recorded keys only; reach no host")
     k.set_defaults(func=cmd_check)
+
+    rh = sub.add_parser(
+        "rotate-host",
+        help="after HOST was reinstalled: record its new key, rewrite the rules, rekey its "
+        "files, update the address map and every known_hosts nixify uses (operator, builders)",
+    )
+    rh.add_argument("host", metavar="HOST", help="the reinstalled host")
+    _common(rh)
+    _identity_arg(rh)
+    _reach_args(rh)
+    rh.add_argument("--key", metavar="FILE",
+                    help="its new public key (checked out of band; - for stdin); must match "
+                    "what the host presents when it answers")
+    rh.add_argument("--address-map", metavar="FILE",
+                    help=f"the address map whose host_key to update (default ${ADDRESSES_ENV}, "
+                    f"else {DEFAULT_SOPS_ADDRESSES} when present)")
+    rh.set_defaults(func=cmd_rotate_host)
 
     rk = sub.add_parser("rekey", help="bring every file's recipients to its rule")
     rk.add_argument("paths", nargs="*", metavar="PATH",
