@@ -367,12 +367,14 @@ def test_11_the_same_deploy_runs_on_the_real_fleet_inventory(
     """inventories/fleet.py with a private address map (here: the lab's addresses)."""
     import yaml
 
+    # every host key pinned in the map (nixify writes the known_hosts from them and
+    # checks strictly; a host without one would be refused at load)
     amap = {
         h.name: {
             "address": h.address,
             "port": h.port,
             "key_file": lab.operator_key,
-            "known_hosts_file": lab.known_hosts,
+            "host_key": " ".join(Path(h.host_key_pub).read_text().split()[:2]),
         }
         for h in lab.hosts
     }
@@ -397,7 +399,7 @@ def test_11_the_same_deploy_runs_on_the_real_fleet_inventory(
             "nas-3",
             *extra,
             cwd=project,
-            env={"NIXIFY_ADDRESSES": str(addresses)},
+            env={"NIXIFY_ADDRESSES": str(addresses), "NIXIFY_STATE_DIR": str(tmp_path)},
         )
 
     proc = fleet_deploy()
