@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -102,7 +104,7 @@ def test_lab_status_json_lists_hosts(lab: LabState) -> None:
         assert entry["up"] is True and Path(entry["identity_file"]).exists()
 
 
-def test_up_twice_is_safe_down_leaves_nothing_and_stale_state_is_cleaned(
+def test_up_twice_is_safe_a_dead_host_boots_again_and_down_leaves_nothing(
     make_lab: Callable[[str, int, str], LabState],
 ) -> None:
     state = make_lab("lifecycle", 3, "127.0.8")
@@ -110,18 +112,31 @@ def test_up_twice_is_safe_down_leaves_nothing_and_stale_state_is_cleaned(
     again = make_lab("lifecycle", 3, "127.0.8")  # second `up`: reports the running lab
     assert [h.pid for h in again.hosts] == pids
 
-    # a killed host (stale state): the next `up` notices and restarts cleanly
-    os.kill(state.hosts[0].pid, signal.SIGKILL)
-    os.waitpid(state.hosts[0].pid, 0)
-    assert not host_alive(state.hosts[0])
+    # a killed host: the next `up` boots that one again and leaves the others alone
+    dead = state.hosts[0]
+    marker = f"/var/lib/nixify/kept-{uuid.uuid4().hex}"
+    ssh(state, dead.name, f"touch {marker} /run/gone-at-boot")
+    os.kill(dead.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(dead.pid, 0)
+    deadline = time.monotonic() + 10
+    while host_alive(dead) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not host_alive(dead)
     restarted = make_lab("lifecycle", 3, "127.0.8")
     assert all(host_alive(h) for h in restarted.hosts)
-    assert all(h.pid not in pids for h in restarted.hosts)
-    ssh(restarted, restarted.hosts[0].name, "true")
+    assert restarted.hosts[0].pid not in pids
+    assert [h.pid for h in restarted.hosts[1:]] == pids[1:]  # not wiped, not restarted
+    out = ssh(restarted, dead.name, f"test -e {marker} && ! test -e /run/gone-at-boot && "
+              "readlink /run/booted-system /run/current-system").stdout.split()
+    assert out == [dead.initial_system, dead.initial_system]
 
-    namespaces = {h.mnt_ns for h in restarted.hosts}
+    namespaces = {h.mnt_ns: h for h in restarted.hosts}
     control.down(Path(restarted.dir))
-    left = [p for p in os.listdir("/proc") if p.isdigit() and _ns(p) in namespaces]
+    # a namespace number is reused at once (by other labs): a process is the lab's
+    # only if it also has the host's mounts
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _ns(p) in namespaces
+            and control._owned_by(int(p), namespaces[_ns(p)])]
     assert left == []
     assert not any(host_alive(h) for h in restarted.hosts)
     mounts = Path("/proc/self/mountinfo").read_text()
@@ -133,6 +148,65 @@ def test_up_twice_is_safe_down_leaves_nothing_and_stale_state_is_cleaned(
             ).returncode
             != 0
         )
+
+
+def test_a_host_sees_nothing_of_the_machine_but_the_system_basics(lab: LabState) -> None:
+    """The operator's checkout, its virtualenv, the lab directory and the rest of the
+    machine are invisible from every host; its own store, /tmp and processes only."""
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    python = Path(sys.executable)
+    assert readme.is_file() and python.exists() and Path(lab.dir).is_dir()
+    mine = f"/tmp/mine-{uuid.uuid4().hex}"
+    Path(mine).write_text("the machine's /tmp\n")
+    private = [str(readme), str(python), lab.dir, str(Path(lab.dir) / "lab.json"),
+               lab.operator_key, mine, "/home", "/opt", "/work", "/srv", "/mnt",
+               "/root/.bashrc", f"/proc/1/root{readme}", f"/proc/1/root{lab.dir}"]
+    script = " ; ".join(f"if test -e {p} || cat {p} >/dev/null 2>&1; then echo SEEN {p}; fi"
+                        for p in private)
+    basics = "test -x /usr/bin/python3 && test -r /etc/passwd && test -d /nix/store && " \
+             "test -r /etc/ssh/ssh_host_ed25519_key && echo BASICS"
+    try:
+        for h in lab.hosts:
+            out = ssh(lab, h.name, f"{script}; {basics}; hostname; "
+                      "ls /proc | grep -c '^[0-9]'; ls /").stdout.split("\n")
+            assert not [line for line in out if line.startswith("SEEN")], (h.name, out)
+            assert out[0] == "BASICS" and out[1] == h.name, out
+            assert int(out[2]) < 20, f"{h.name} sees the machine's processes: {out[2]}"
+            assert not {"work", "home", "opt", "srv", "mnt"} & set(out[3:]), out
+    finally:
+        Path(mine).unlink()
+
+
+def test_lab_reboot_kills_clears_run_and_boots_the_profiles_system(
+    make_lab: Callable[[str, int, str], LabState],
+) -> None:
+    state = make_lab("reboot", 3, "127.0.7")
+    host = state.hosts[0]
+    nixify = Path(sys.executable).with_name("nixify")
+    ssh(state, host.name, "setsid sleep 600 </dev/null >/dev/null 2>&1 & "
+        "touch /run/stale /var/lib/nixify/kept")
+    assert "sleep 600" in ssh(state, host.name, "ps -eo args").stdout
+    key = ssh(state, host.name, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout
+    # the running system differs from the boot entry: the boot follows the entry
+    other = ssh(state, state.hosts[1].name, "readlink /run/current-system").stdout.strip()
+    ssh(state, host.name, "mkdir -p /run/nixify-lab && ln -sfn /nix/store/elsewhere "
+        "/run/current-system")
+    proc = subprocess.run([str(nixify), "lab", "reboot", host.name, "--dir", state.dir],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{host.name}: booted {host.initial_system}; activation exit 0" in proc.stdout
+    after = control.status(Path(state.dir))[0]
+    assert after is not None and after.host(host.name).pid != host.pid
+    out = ssh(state, host.name, "ps -eo args | grep -q '^sleep 600' && echo ALIVE; "
+              "test -e /run/stale && echo STALE; test -e /var/lib/nixify/kept && echo KEPT; "
+              "readlink /run/booted-system /run/current-system; "
+              "cat /run/nixify-lab/units/sshd.service; "
+              "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout
+    assert "ALIVE" not in out and "STALE" not in out and "KEPT" in out
+    lines = out.splitlines()
+    assert lines[1:3] == [host.initial_system, host.initial_system] != [other, other]
+    assert lines[3] == "active" and lines[4] == key.strip()
+    assert all(host_alive(h) for h in after.hosts)
 
 
 def _ns(pid: str) -> str:
