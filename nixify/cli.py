@@ -75,6 +75,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
         "redeploy a known-good closure from the hosts' pins (no build)",
         ("nixify.pipeline.cli",),
     ),
+    "plan": (
+        "gates 1-3 on every selected host, nothing activated: changes grouped by cause",
+        ("nixify.pipeline.cli",),
+    ),
     "cache": (
         "the fleet's signed binary cache: warm, keygen, ...",
         ("nixify.cache.cli", "nixify.lab.cli"),

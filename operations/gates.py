@@ -38,6 +38,7 @@ from nixify.pipeline.pins import (
     previous_record,
     record_name,
 )
+from nixify.pipeline.plan import check_planned
 from nixify.pipeline.report import GateOutcome, GateResult, HostStatus, utc_now, utc_stamp
 from nixify.transport import HostUnreachable, PyinfraTransport, SshTransport, Transport
 from operations.build import BuildCoordinator
@@ -191,7 +192,7 @@ def _preflight(run: Run, state: Any, host: Any) -> bool:
                 f"max-jobs = {max_jobs}",
                 started,
             )
-    why = acquire_lock(run, host)
+    why = acquire_lock(run, host) if run.mode.takes_lock else None
     if why is not None:
         return _fail(run, host, "preflight", f"refused: {why}", started)
     return True
@@ -427,6 +428,10 @@ def _switch_test(run: Run, state: Any, host: Any) -> bool:
         return True
     new = rep.closure
     assert new
+    if run.planned is not None:
+        why = check_planned(run.planned, host.name, new)
+        if why is not None:
+            return _fail(run, host, "switch-test", f"refused by the plan: {why}", started)
     back = _last_known_good(run, host, new) or rep.previous
     job = _job_name(run, new)
     timeout = run.activation_timeout

@@ -30,8 +30,9 @@ from nixify.errors import NixifyError
 from nixify.git import head_state
 from nixify.pipeline.activation import DEFAULT_CONFIRM_TIMEOUT
 from nixify.pipeline.lock import LockHolder, machine_id, process_start
-from nixify.pipeline.options import RunOptions
+from nixify.pipeline.options import Mode, RunOptions
 from nixify.pipeline.pins import KnownGoodRecord
+from nixify.pipeline.plan import FleetPlan, load_plan
 from nixify.pipeline.report import HostReport, HostStatus, RunReport, utc_now
 from nixify.release.git import list_tags
 
@@ -54,7 +55,11 @@ class Run(BaseStateCallback):
         self.repo = repo
         self.fleet_dir = options.fleet_dir or repo / "fleet"
         self.reports_dir = options.reports_dir or repo / "reports"
-        self.policy = DriftPolicy(expected=options.expect, accept=options.accept_drift)
+        # a plan reports drift and goes on to gate 3 (`nixify plan` judges the whole fleet)
+        self.policy = DriftPolicy(expected=options.expect,
+                                  accept=options.accept_drift or options.mode is Mode.PLAN)
+        # a saved plan (--data plan=FILE): gate 4 activates only the planned closures
+        self.planned: FleetPlan | None = load_plan(options.plan) if options.plan else None
         self.keep_pins = options.keep_pins
         commit, dirty = head_state(repo)
         now = utc_now()

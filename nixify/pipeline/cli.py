@@ -1,12 +1,20 @@
-"""`nixify status` and `nixify rollback`: the fleet against its known-good ledger.
+"""`nixify status`, `rollback` and `plan`: the fleet against its ledger, and ahead.
 
     nixify status [--limit ROLE|HOST]... [--json] [--inventory FILE]
     nixify rollback [--to TAG | --previous] [--limit ROLE|HOST]... [--inventory FILE]
+    nixify plan [--limit ROLE|HOST]... [--expect PKG,...] [--json] [--out FILE]
 
 Both run pyinfra on the inventory (default ``$NIXIFY_INVENTORY`` or
 ``inventories/fleet.py``) from the project directory: ``status.py`` gathers facts
 on every selected host in parallel, ``rollback.py`` redeploys a known-good closure
 from the host's own pin (no evaluation, no build) through gates 3-5.
+
+``plan`` runs ``deploy.py --data mode=plan``: gates 1-3 on every selected host, no
+deploy lock, nothing activated; it prints the fleet's changes grouped by cause, per
+role, the hosts that would not deploy and the drift against ``--expect``, and exits
+0 when the plan matches the declaration (every host would deploy, nothing outside
+``--expect``), 1 when it does not, 2 on error. ``--out FILE`` saves the plan for a
+later ``deploy.py --data plan=FILE``.
 
 ``status`` exits 1 when a selected host did not answer, has no known-good pin, or
 runs something other than its newest known-good closure; 0 otherwise. ``rollback
@@ -187,6 +195,53 @@ def _rollback(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, cwd=root).returncode
 
 
+# -- plan ---------------------------------------------------------------------------------
+
+
+def run_plan(root: Path, inventory: str, limits: list[str], expect: str | None) -> Any:
+    """Run ``deploy.py --data mode=plan`` (report in a private directory); its report."""
+    from nixify.pipeline.report import RunReport
+
+    with tempfile.TemporaryDirectory(prefix="nixify-plan-") as tmp:
+        data = ["--data", "mode=plan", "--data", f"reports_dir={tmp}", "--data", "release=off"]
+        if expect:
+            data += ["--data", f"expect={expect}"]
+        cmd = [_pyinfra(), "-y", inventory, _deploy_file(root, "deploy.py"), *limits, *data]
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        latest = Path(tmp) / "latest.json"
+        if latest.is_file():
+            try:
+                return RunReport.from_json(json.loads(latest.read_text()))
+            except ValueError as exc:
+                raise NixifyError(f"plan: the run's report is unreadable: {exc}") from None
+        text = proc.stdout + proc.stderr
+        load_error = _inventory_error(text)
+        if load_error:
+            raise ConfigError(f"plan: cannot load the inventory {inventory}: {load_error}")
+        tail = "\n".join((proc.stderr.strip() or proc.stdout.strip()).splitlines()[-15:])
+        raise NixifyError(f"plan: pyinfra exited {proc.returncode} with no report:\n{tail}")
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from nixify.pipeline.plan import build_plan, render_plan
+
+    root = paths.repo_root()
+    expect = ",".join(args.expect or []) or None
+    report = run_plan(root, _inventory(args, root), _limits(args), expect)
+    plan = build_plan(report, (e.strip() for e in (expect or "").split(",") if e.strip()))
+    if args.out:
+        plan.write(Path(args.out))
+    try:
+        sys.stdout.write(plan.to_text() if args.json else render_plan(plan))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+    if args.out:
+        print(f"plan saved: {args.out} (deploy it with --data plan={args.out})",
+              file=sys.stderr)
+    return 0 if plan.ok else 1
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", action="append", metavar="ROLE|HOST",
                    help="only these roles or hosts (repeatable)")
@@ -214,3 +269,15 @@ def register(sub: Any) -> None:
     which.add_argument("--previous", action="store_true",
                        help="each host's previous known-good closure (the default)")
     p.set_defaults(func=_rollback)
+    p = sub.add_parser(
+        "plan",
+        help="gates 1-3 on every selected host, nothing activated: changes grouped by cause",
+    )
+    _common(p)
+    p.add_argument("--expect", action="append", metavar="PKG,...",
+                   help="packages or causes the plan may change (as --data expect=); "
+                        "exit 1 when anything else changes")
+    p.add_argument("--json", action="store_true", help="machine output (the saved plan)")
+    p.add_argument("--out", metavar="FILE",
+                   help="save the plan (JSON) for a later deploy --data plan=FILE")
+    p.set_defaults(func=_plan)

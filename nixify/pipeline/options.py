@@ -37,11 +37,17 @@ class Mode(StrEnum):
     TEST = "test"  # activate, keep the boot entry
     SWITCH = "switch"  # activate and make it the boot entry
     BOOT = "boot"  # prove activation, switch at the next boot
+    PLAN = "plan"  # gates 1-3, nothing activated, no deploy lock (`nixify plan`)
 
     @property
     def activates(self) -> bool:
         """Gate 4 and 5 run: something is switched on the host."""
-        return self is not Mode.DRY
+        return self not in (Mode.DRY, Mode.PLAN)
+
+    @property
+    def takes_lock(self) -> bool:
+        """The run takes each host's deploy lock (a plan reads, so it takes none)."""
+        return self is not Mode.PLAN
 
     @property
     def sets_profile(self) -> bool:
@@ -56,7 +62,8 @@ class Mode(StrEnum):
 
 # key -> (what it means, the deploy files it applies to)
 KEYS: dict[str, tuple[str, tuple[RunKind, ...]]] = {
-    "mode": ("dry | test | switch | boot (default switch)", (RunKind.DEPLOY, RunKind.ROLLBACK)),
+    "mode": ("dry | test | switch | boot | plan (default switch)",
+             (RunKind.DEPLOY, RunKind.ROLLBACK)),
     "expect": ("comma-separated packages or causes the deploy may change", (RunKind.DEPLOY,)),
     "accept_drift": ("yes/no: pass gate 2 despite undeclared changes", (RunKind.DEPLOY,)),
     "keep_pins": ("how many known-good pins each host keeps (>= 1, default 5)",
@@ -70,6 +77,8 @@ KEYS: dict[str, tuple[str, tuple[RunKind, ...]]] = {
     "secrets_dir": ("directory of the sops-encrypted secrets", (RunKind.DEPLOY,)),
     "sops_binary": ("path of sops on the hosts", (RunKind.DEPLOY,)),
     "status_out": ("file the status probe writes", (RunKind.STATUS,)),
+    "plan": ("a saved plan (nixify plan --out): gate 4 refuses a host whose new closure "
+             "is not the planned one", (RunKind.DEPLOY,)),
 }
 
 
@@ -92,6 +101,7 @@ class RunOptions(BaseModel):
     secrets_dir: Path | None = None
     sops_binary: str | None = None
     status_out: Path | None = None
+    plan: Path | None = None
 
     @classmethod
     def parse(cls, pairs: Mapping[str, str], kind: RunKind | None = None) -> RunOptions:
@@ -107,6 +117,12 @@ class RunOptions(BaseModel):
                 applies = ", ".join(f"{k.value}.py" for k in KEYS[key][1])
                 raise ConfigError(f"{where}: applies to {applies} only")
             values[key] = _value(key, raw, where)
+        if values.get("mode") is Mode.PLAN and values["kind"] is not RunKind.DEPLOY:
+            raise ConfigError(f"--data mode=plan: applies to deploy.py only (a plan is "
+                              f"gates 1-3 of a deploy), not {values['kind'].value}.py")
+        if values.get("mode") is Mode.PLAN and "plan" in values:
+            raise ConfigError("--data plan=...: a saved plan is for a deploy that activates, "
+                              "not for another plan (mode=plan)")
         return cls(**values)
 
 
@@ -129,7 +145,7 @@ def _value(key: str, raw: str, where: str) -> Any:
                 f"{where}: must be a whole number of at least 1 (the newest pin is always kept)"
             )
         return int(text)
-    if key in ("cache_config", "fleet_dir", "reports_dir", "secrets_dir", "status_out"):
+    if key in ("cache_config", "fleet_dir", "reports_dir", "secrets_dir", "status_out", "plan"):
         if not text:
             raise ConfigError(f"{where}: needs a path")
         return Path(os.path.expanduser(text))

@@ -48,8 +48,8 @@ def plan_releases(report: RunReport, roles: Mapping[str, Sequence[str]]) -> Rele
     inventory has of it (selected or not)."""
     if report.kind != "deploy":
         return ReleasePlan(skipped=f"a {report.kind} run moves no release pointer")
-    if report.mode == "dry":
-        return ReleasePlan(skipped="a dry run validates nothing to release")
+    if report.mode in ("dry", "plan"):
+        return ReleasePlan(skipped=f"a {report.mode} run validates nothing to release")
     if not report.commit:
         return ReleasePlan(skipped="not deployed from a git commit")
     passed = {n for n, r in report.hosts.items() if passed_every_gate(r)}
