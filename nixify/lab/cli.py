@@ -7,12 +7,20 @@ import argparse
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from nixify import paths
 from nixify.errors import NixifyError
 from nixify.inventory import load_fleet
+from nixify.inventory.hostkeys import (
+    canonical_key,
+    fingerprint,
+    host_pattern,
+    pinned_keys,
+    scan_host_key,
+)
 from nixify.lab import control
 from nixify.lab.cache import setup_lab_cache
 from nixify.lab.secrets import LAB_OPERATOR_IDENTITY
@@ -47,7 +55,39 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def status_document(state: LabState, alive: dict[str, bool]) -> dict[str, Any]:
+def host_key_changes(state: LabState, alive: dict[str, bool]) -> dict[str, str]:
+    """host -> the fingerprint of the key it presents (when up; else its key file)
+    where that differs from the key the lab recorded for it (its known_hosts): a
+    host whose key was regenerated, until `nixify secrets rotate-host` records it."""
+    try:
+        known = Path(state.known_hosts).read_text()
+    except OSError:
+        return {}
+
+    def current(h: Any) -> str | None:
+        if alive.get(h.name):
+            return scan_host_key(h.address, h.port, timeout=2).key
+        try:
+            return canonical_key(Path(h.host_key_pub).read_text(), h.host_key_pub)
+        except (OSError, NixifyError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        keys = dict(zip([h.name for h in state.hosts], pool.map(current, state.hosts),
+                        strict=True))
+    changed = {}
+    for h in state.hosts:
+        pinned = pinned_keys(known, [h.name, host_pattern(h.address, h.port)])
+        key = keys[h.name]
+        if key is not None and pinned and key not in pinned:
+            changed[h.name] = fingerprint(key)
+    return changed
+
+
+def status_document(
+    state: LabState, alive: dict[str, bool], key_changed: dict[str, str] | None = None
+) -> dict[str, Any]:
+    key_changed = key_changed or {}
     return {
         "dir": state.dir,
         "operator_key": state.operator_key,
@@ -64,6 +104,8 @@ def status_document(state: LabState, alive: dict[str, bool]) -> dict[str, Any]:
                 "root": h.root,
                 "pid": h.pid,
                 "up": alive.get(h.name, False),
+                "host_key_changed": h.name in key_changed,
+                **({"host_key_now": key_changed[h.name]} if h.name in key_changed else {}),
             }
             for h in state.hosts
         ],
@@ -79,14 +121,22 @@ def _status(args: argparse.Namespace) -> int:
         else:
             print(f"no lab in {directory} (run `nixify lab up`)")
         return 1
+    changed = host_key_changes(state, alive)
     if args.json:
-        print(json.dumps(status_document(state, alive), indent=2))
+        print(json.dumps(status_document(state, alive, changed), indent=2))
     else:
         width = max(len(h.name) for h in state.hosts)
         for h in state.hosts:
             mark = "up" if alive[h.name] else "DOWN"
-            print(f"{h.name:<{width}}  {h.role:<15} {h.address}:{h.port}  {mark}")
-        print(f"{sum(alive.values())}/{len(state.hosts)} up; operator key {state.operator_key}")
+            note = (
+                f"  HOST KEY CHANGED: presents {changed[h.name]}, not the recorded key "
+                f"(nixify secrets rotate-host {h.name})"
+                if h.name in changed
+                else ""
+            )
+            print(f"{h.name:<{width}}  {h.role:<15} {h.address}:{h.port}  {mark:<4}{note}".rstrip())
+        print(f"{sum(alive.values())}/{len(state.hosts)} up; operator key {state.operator_key}"
+              + (f"; {len(changed)} host key(s) changed" if changed else ""))
     return 0 if all(alive.values()) else 1
 
 
