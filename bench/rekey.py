@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,12 @@ def build_tree(root: Path, files: int, hosts: list[str], op: str) -> dict[str, s
 def write_rules(root: Path, files: int, recipients: dict[str, str], op: str) -> None:
     mounts = {h: [f"s{i:04d}.yaml" for i in range(files)] for h in recipients}
     (root / CONFIG_NAME).write_text(render_sops_yaml(compute_rules(mounts, recipients, [op])))
+
+
+def children_cpu() -> float:
+    """User + system CPU of every child waited for so far (workers included)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def main() -> int:
@@ -113,6 +120,7 @@ def main() -> int:
         # each tool runs `--repeat` times on a fresh copy; the best run counts (load noise)
         def rekey_runs(extra: list[str]) -> tuple[list[float], str]:
             times = []
+            cpu0 = children_cpu()
             for _ in range(args.repeat):
                 work = base / "work"
                 shutil.rmtree(work, ignore_errors=True)
@@ -125,7 +133,10 @@ def main() -> int:
                 times.append(time.perf_counter() - t0)
                 if proc.returncode != 0:
                     raise SystemExit(f"{proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+            cpu[tuple(extra)] = (children_cpu() - cpu0) / args.repeat
             return times, proc.stdout.strip().splitlines()[-1]
+
+        cpu: dict[tuple[str, ...], float] = {}
 
         one_times, _ = rekey_runs(["--jobs", "1"])
         nixify_times, summary = rekey_runs([])
@@ -134,6 +145,7 @@ def main() -> int:
 
         n = min(args.sample, args.files)
         sops_times = []
+        cpu0 = children_cpu()
         for _ in range(args.repeat):
             work_sample = base / "work-sample"
             shutil.rmtree(work_sample, ignore_errors=True)
@@ -145,6 +157,7 @@ def main() -> int:
                     env=env, cwd=work_sample, check=True, capture_output=True,
                 )  # fmt: skip
             sops_times.append(time.perf_counter() - t0)
+        cpu_sops = (children_cpu() - cpu0) / args.repeat / n * args.files
         t_sample = min(sops_times)
         t_sops = t_sample / n * args.files
         note = (
@@ -157,23 +170,24 @@ def main() -> int:
             for f in sorted(d.glob("s*.yaml"))[:5]:
                 rc = SopsFile.load(f).recipients
                 assert newcomer in rc and hosts[0] not in rc, f
-        def row(name: str, best: float, times: list[float]) -> list[str]:
+        def row(name: str, best: float, times: list[float], cpu_s: float) -> list[str]:
             return [name, f"{best:.2f}", f"{best / args.files * 1000:.1f}",
-                    " ".join(f"{t:.2f}" for t in times), f"{t_sops / best:.1f}x"]
+                    " ".join(f"{t:.2f}" for t in times), f"{cpu_s:.2f}",
+                    f"{t_sops / best:.1f}x"]
 
         print(
             f"\nrekey: {args.files} files x {args.recipients} recipients (one host swapped), "
             f"best of {args.repeat}; load after: {loadavg()}"
         )
         print(table(
-            ["tool", "wall s", "ms/file", "runs s", "sops loop / tool"],
+            ["tool", "wall s", "ms/file", "runs s", "cpu s/run", "sops loop / tool"],
             [
-                row("nixify secrets rekey (pool)", t_nixify, nixify_times),
-                row("nixify secrets rekey --jobs 1", t_one, one_times),
+                row("nixify secrets rekey (pool)", t_nixify, nixify_times, cpu[()]),
+                row("nixify secrets rekey --jobs 1", t_one, one_times, cpu[("--jobs", "1")]),
                 [f"sops updatekeys -y loop{note}", f"{t_sops:.2f}",
                  f"{t_sample / n * 1000:.1f}",
                  " ".join(f"{t / n * args.files:.2f}" for t in sops_times),
-                 "1.0x"],
+                 f"{cpu_sops:.2f}", "1.0x"],
             ],
         ))  # fmt: skip
         ratio = t_sops / t_nixify
