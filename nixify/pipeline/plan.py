@@ -21,6 +21,7 @@ planned.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ from nixify.pipeline.report import HostReport, HostStatus, RunReport
 from nixify.util import atomic_write
 
 PLAN_SCHEMA = 1
+_STORE_PATH = re.compile(r"/nix/store/[0-9a-z]{32}-([^\s/'\"]+)")
 TIMES = "\u00d7"  # the multiplication sign of "wsl_dev x4"
 
 
@@ -279,9 +281,14 @@ def _cause_from_package(change: PackageDelta, kind: str, why: str) -> PlanCause:
     )
 
 
+def _names_only(text: str) -> str:
+    """``text`` with each store path shown by its name (the same words on every host)."""
+    return _STORE_PATH.sub(lambda m: m.group(1), text)
+
+
 def _unexplained_cause(doc: Mapping[str, Any]) -> PlanCause:
     path = str(doc.get("path") or "?")
-    name = _drv_name(path) or path
+    name = (_drv_name(path) or path) if path.startswith("/") else path
     package, version = _split(name, "")
     side = str(doc.get("side") or "new")
     reason = str(doc.get("reason") or "not explained")
@@ -342,19 +349,31 @@ def _host_plan(rep: HostReport) -> tuple[HostPlan, list[PlanCause]]:
     plan.drift = [str(u) for u in drift.get("unexpected") or []]
     causes: list[PlanCause] = []
     rca = ev.get("rca")
+    # the system itself changes whenever anything does: a consequence, not a cause
+    system = {_split(_drv_name(r) or "", "")[0]
+              for r in (closure.get("old"), closure.get("new")) if r}
+    deltas = [*(("changed", c) for c in plan.changed), *(("added", c) for c in plan.added),
+              *(("removed", c) for c in plan.removed)]
     if isinstance(rca, dict):
         causes += [_cause_from_rca(c) for c in rca.get("causes") or []]
-        causes += [_unexplained_cause(u) for u in rca.get("unexplained") or []
-                   if u.get("side") == "new"]
+        # what the walk could not explain: its package's version change stands in
+        unexplained: dict[str, str] = {}
+        for u in rca.get("unexplained") or []:
+            if u.get("side") != "new":
+                continue
+            package = _split(_drv_name(str(u.get("path"))) or "", "")[0]
+            if package not in system:
+                unexplained.setdefault(package, _names_only(str(u.get("reason") or "")))
+        for kind, c in deltas:
+            if c.name in unexplained:
+                why = unexplained.pop(c.name)
+                causes.append(_cause_from_package(c, kind, f"not analysed: {why}"))
+        causes += [_unexplained_cause({"path": p, "reason": why, "side": "new"})
+                   for p, why in unexplained.items()]
     else:
-        why = "not analysed: " + str(ev.get("rca_note") or "no root-cause analysis")
-        # the system itself changes whenever anything does: a consequence, not a cause
-        system = {_split(_drv_name(r) or "", "")[0]
-                  for r in (closure.get("old"), closure.get("new")) if r}
-        for kind, deltas in (("changed", plan.changed), ("added", plan.added),
-                             ("removed", plan.removed)):
-            causes += [_cause_from_package(c, kind, why) for c in deltas
-                       if c.name not in system]
+        why = "not analysed: " + _names_only(str(ev.get("rca_note") or "no root-cause analysis"))
+        causes += [_cause_from_package(c, kind, why) for kind, c in deltas
+                   if c.name not in system]
     if plan.status == "planned" and (rep.closure == rep.previous or not (
             causes or plan.changed or plan.added or plan.removed or plan.rebuilt)):
         plan.status = "unchanged"
@@ -508,7 +527,7 @@ def render_plan(plan: FleetPlan, detail: bool = True) -> str:
                      f"({len(drift.unexpected)} host{'s' * (len(drift.unexpected) != 1)})")
         for name, what in sorted(drift.unexpected.items()):
             for w in what:
-                lines.append(f"  {name}: {w.splitlines()[0]}")
+                lines.append(f"  {name}: {_names_only(w.splitlines()[0])}")
     if detail:
         lines.append("")
         lines.append("Per host:")
