@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from nixify.inventory import HostData
+if TYPE_CHECKING:  # an annotation only: the inventory (pydantic) is not loaded for it
+    from nixify.inventory import HostData
 
 # One command answers "is it up, what can it build, how many jobs": Nix's own view.
 PROBE_COMMAND = "nix show-config --json"
