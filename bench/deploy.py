@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,16 +133,18 @@ def baseline_script(state: LabState, proj: Path) -> str:
     """The same essential commands as a plain shell script, all hosts in parallel."""
     batches, args = _batches(state, proj)
     cfg = shlex.quote(state.ssh_config)
-    lines = ["set -e", "src=/var/lib/nixify/bench-src-$$"]
+    # a bare `wait` returns 0 whatever its jobs did: wait for each pid, fail on any
+    join = 'for p in $pids; do wait "$p" || exit 1; done; pids=""'
+    lines = ["set -e", "src=/var/lib/nixify/bench-src-$$", 'pids=""']
     for builder, names in batches.items():
         attrs = " ".join(f"-A hosts.{n}" for n in names)
         lines.append(
-            f"( tar -C {shlex.quote(str(proj / 'fleet'))} -c . | ssh -F {cfg} {builder} "
+            f"( tar -C {shlex.quote(str(proj / 'fleet'))} -ch . | ssh -F {cfg} {builder} "
             f"\"mkdir -p $src && tar -x -C $src\" && "
             f"ssh -F {cfg} {builder} \"nix-build $src{args} {attrs} -o /tmp/bench-{builder}\""
-            f" > /tmp/bench-out-{builder}-$$ ) &"
+            f" > /tmp/bench-out-{builder}-$$ ) & pids=\"$pids $!\""
         )
-    lines.append("wait")
+    lines.append(join)
     for builder, names in batches.items():
         lines.append(f"set -- $(cat /tmp/bench-out-{builder}-$$)")
         for n in names:
@@ -152,11 +155,27 @@ def baseline_script(state: LabState, proj: Path) -> str:
                 f"dry-activate >/dev/null && $p/bin/switch-to-configuration test && "
                 f"nix-env -p /nix/var/nix/profiles/system --set $p && "
                 f"$p/bin/switch-to-configuration switch && mkdir -p /nix/var/nix/gcroots/bench && "
-                f"ln -sfn $p /nix/var/nix/gcroots/bench/current\" ) & shift"
+                f"ln -sfn $p /nix/var/nix/gcroots/bench/current\" ) & pids=\"$pids $!\"; shift"
             )
-    lines.append("wait")
+    lines.append(join)
     lines.append("rm -f /tmp/bench-out-*-$$")
     return "\n".join(lines) + "\n"
+
+
+def verify(state: LabState, version: str, tool: str) -> None:
+    """Every host runs a system with node-exporter ``version`` (checked after the clock)."""
+    want = f"node-exporter-{version}"
+
+    def check(name: str) -> str:
+        cmd = f"nix-store -qR /run/current-system | grep -q -- '-{want}$' && echo ok"
+        proc = subprocess.run(["ssh", *state.ssh_args(name), cmd], capture_output=True,
+                              text=True)
+        return "" if proc.stdout.strip() == "ok" else name
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        wrong = [n for n in pool.map(check, [h.name for h in state.hosts]) if n]
+    if wrong:
+        raise SystemExit(f"{tool}: {len(wrong)} host(s) do not run {want}: {', '.join(wrong)}")
 
 
 def baseline_deploy(state: LabState, proj: Path) -> float:
@@ -294,7 +313,8 @@ def ansible_project(state: LabState, proj: Path, work: Path) -> Path:
 
 def ansible_deploy(playbook: Path, work: Path, proj: Path) -> float:
     # the sources as one tar (what `tar -c | ssh tar -x` does in the shell baseline),
-    # made inside the wall as the shell script's tar is
+    # made inside the wall as the shell script's tar is; -h: the fleet's symlinks
+    # (fleet/secrets/*.py) are shipped as the files they point to
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(work / "ansible.cfg"),
@@ -302,7 +322,7 @@ def ansible_deploy(playbook: Path, work: Path, proj: Path) -> float:
         LC_ALL="C.UTF-8",
     )
     started = time.monotonic()
-    sh(["tar", "-C", str(proj / "fleet"), "-cf", str(work / "fleet.tar"), "."])
+    sh(["tar", "-C", str(proj / "fleet"), "-chf", str(work / "fleet.tar"), "."])
     timed(
         [str(playbook), "deploy.yml", "-e", "@vars.yml", "-e", f"run_id={uuid.uuid4().hex[:12]}"],
         cwd=work, env=env,
@@ -361,13 +381,16 @@ def main() -> int:
             rss: list[int] = []
             loads = [loadavg()]
             for trial in range(opts.trials):
-                bump(proj, f"1.9.{trial * 3 + 1}")
+                bump(proj, v := f"1.9.{trial * 3 + 1}")
                 shell_t.append(baseline_deploy(state, proj))
+                verify(state, v, "plain-shell")
                 if playbook and work:
-                    bump(proj, f"1.9.{trial * 3 + 2}")
+                    bump(proj, v := f"1.9.{trial * 3 + 2}")
                     ansible_t.append(ansible_deploy(playbook, work, proj))
-                bump(proj, f"1.9.{trial * 3 + 3}")
+                    verify(state, v, "ansible-playbook")
+                bump(proj, v := f"1.9.{trial * 3 + 3}")
                 wall, peak = nixify_deploy(state, proj)
+                verify(state, v, "nixify")
                 ours.append(wall)
                 rss.append(peak)
                 loads.append(loadavg())

@@ -9,7 +9,7 @@ same run and on the same store:
   nixify     nixify diff OLD NEW               (the console script)
   module     python -m nixify.diff OLD NEW     (without the command dispatcher)
   no-db      nixify diff --no-db OLD NEW       (the `nix path-info` path used for hosts)
-  startup    nixify --help                     (the dispatcher alone: every subsystem's import)
+  startup    nixify --help                     (the dispatcher alone: its static command table)
   library    query both closures + diff_closures, in process
 
 and checks that the version findings are identical (and the whole

@@ -5,8 +5,8 @@ public addresses, store paths, non-key base64, and a few planted leaks built at
 run time) in a temporary directory, removes it afterwards, and times:
 
 - nixify: ``nixify leak-scan --json DIR`` (a fresh process, as a user runs it),
-  and ``python -m nixify.leak`` (the same scan without the CLI dispatcher
-  importing every other subsystem, to show the scanner's own cost);
+  and ``python -m nixify.leak`` (the same scan without the CLI dispatcher,
+  to show the scanner's own cost);
 - baseline ``rg -P``: ripgrep with PCRE2 on exactly the combined expression
   nixify compiles (``nixify.leak.patterns.COMBINED_SOURCE``);
 - baseline ``rg`` (Rust engine): the same expression with the look-arounds
