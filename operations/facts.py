@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api.facts import FactBase
 
+from nixify.pipeline.activation import INTENT, JOBS_DIR
 from nixify.pipeline.pins import GCROOT_DIR, RECORD_DIR, KnownGoodRecord, RecordError
 
 
@@ -33,6 +34,7 @@ class DeployFacts:
     running: str = ""
     max_jobs: str = ""
     deriver: str = ""
+    activating: str = ""  # the intent of another run's activation still under way
     records: RecordListing = field(default_factory=lambda: RecordListing([], []))
 
 
@@ -47,6 +49,11 @@ class DeployState(FactBase[DeployFacts]):
             'r=$(readlink -f /run/current-system 2>/dev/null); echo "running=$r"; '
             "echo \"max-jobs=$(nix show-config 2>/dev/null | sed -n 's/^max-jobs = //p')\"; "
             '[ -n "$r" ] && echo "deriver=$(nix-store -q --deriver "$r" 2>/dev/null)"; '
+            # an activation of an earlier run that has not ended (its job still runs)
+            f'if [ -f {INTENT} ]; then j=$(sed -n \'s/.*"job": "\\([^"]*\\)".*/\\1/p\' '
+            f'{INTENT}); d={JOBS_DIR}/$j; p=$(cat "$d/pid" 2>/dev/null); '
+            'if [ -n "$j" ] && [ ! -e "$d/rc" ] && [ -n "$p" ] && [ -e "/proc/$p" ]; then '
+            f'echo "activating=$(tr -d \'\\n\' < {INTENT})"; fi; fi; '
             + _RECORD_LINES + "; true"
         )
 
@@ -59,12 +66,13 @@ class DeployState(FactBase[DeployFacts]):
                 continue
             if key == "record":
                 record_lines.append(value)
-            elif key in ("running", "max-jobs", "deriver"):
+            elif key in ("running", "max-jobs", "deriver", "activating"):
                 result[key] = value.strip()
         return DeployFacts(
             running=result.get("running", ""),
             max_jobs=result.get("max-jobs", ""),
             deriver=result.get("deriver", ""),
+            activating=result.get("activating", ""),
             records=parse_record_lines(record_lines),
         )
 

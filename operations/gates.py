@@ -12,6 +12,7 @@ executes (``pyinfra --dry`` and change detection touch no host).
 from __future__ import annotations
 
 import base64
+import json
 import shlex
 import time
 from collections import Counter
@@ -42,7 +43,7 @@ from nixify.pipeline.plan import check_planned
 from nixify.pipeline.report import GateOutcome, GateResult, HostStatus, utc_now, utc_stamp
 from nixify.transport import HostUnreachable, PyinfraTransport, SshTransport, Transport
 from operations.build import BuildCoordinator
-from operations.facts import DeployFacts, DeployState
+from operations.facts import DeployFacts, DeployState, KnownGoodRecords
 from operations.lock import acquire_lock, release_lock
 from operations.remote import Remote, quote_argv
 from operations.remote import run as remote
@@ -181,6 +182,15 @@ def _preflight(run: Run, state: Any, host: Any) -> bool:
         run.say(host.name, f"warning: skipped an unreadable known-good record: {skipped}")
     if facts.deriver.endswith(".drv"):
         _coordinator(run).previous_drvs[host.name] = facts.deriver
+    if facts.activating:
+        # an earlier run's activation still runs (its operator may be gone): it ends by
+        # itself (confirmed, or back on known-good), so wait for it, then read afresh
+        job = json.loads(facts.activating).get("job", "")
+        run.say(host.name, f"waiting for an earlier run's activation ({job}) to end")
+        PyinfraTransport(host).wait_detached(job, timeout=run.confirm_timeout + 60, poll=0.5)
+        again = remote(host, "readlink -f /run/current-system")
+        rep.previous = again.stdout.strip() if is_store_path(again.stdout.strip()) else None
+        run.records[host.name] = host.get_fact(KnownGoodRecords)
     if host.data.get("constrained"):
         max_jobs = facts.max_jobs or "unknown"
         if max_jobs != "0":
@@ -378,13 +388,18 @@ def _await_job(
     deadline = time.monotonic() + timeout
     delay = 0.02
     path = f"{job_dir(job)}/state"
+    lost_since: float | None = None
     while True:
         try:
             state = (transport.read_file(path) or b"").decode().strip()
+            lost_since = None
             if state in until:
                 return state, transport
         except HostUnreachable:
-            if time.monotonic() > deadline:
+            # the job runs on without us; a host gone for longer than its dead-man
+            # switch has returned by itself (or is down): report it unreachable
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > run.confirm_timeout + 15:
                 raise
             transport = _reattach(host)
         if time.monotonic() > deadline:
@@ -446,10 +461,18 @@ def _switch_test(run: Run, state: Any, host: Any) -> bool:
             return _ended_activation(run, host, started, outcome, "switch-test")
         return _pass(run, host, "switch-test", started, f"test ok, then {run.mode.value}",
                      outcome.evidence())
+    # confirmed at once over a new SSH connection: the proof that the new system
+    # still lets the operator in; the confirmation is the pin the host then writes
+    seconds = round(time.monotonic() - started, 3)
+    record, remove, script = _pin_plan(run, host, {"switch-test": {
+        "result": "passed", "seconds": seconds, "detail": f"test ok, then {run.mode.value}"}})
+    confirmed_at = time.monotonic()
+    _reattach(host).write_file(f"{job_dir(job)}/confirm", script.encode(), 0o600)
+    run.pins[host.name] = (record, remove)
     return _pass(run, host, "switch-test", started,
-                 f"test ok, then {run.mode.value}; awaiting confirmation "
-                 f"(reverts by itself in {run.confirm_timeout:.0f}s)",
-                 {"job": job, "back": back})
+                 f"test ok, then {run.mode.value}; confirmed over a new connection",
+                 {"job": job, "back": back,
+                  "confirmed_after": round(confirmed_at - started, 3)})
 
 
 @operation(is_idempotent=False)
@@ -555,36 +578,44 @@ def _known_good_record(run: Run, host: Any) -> KnownGoodRecord:
     )
 
 
+def _pin_plan(
+    run: Run, host: Any, extra_gates: dict[str, Any] | None = None
+) -> tuple[KnownGoodRecord, list[str], str]:
+    """The record to pin, the records it retires, and the script that does both (GC
+    root first, record second; then the old pins and their staged secrets go)."""
+    existing = run.records.get(host.name, [])
+    record = _known_good_record(run, host)
+    if extra_gates:
+        record = record.model_copy(update={"gates": {**record.gates, **extra_gates}})
+    record, remove = plan_pin(existing, record, run.keep_pins, run.live_tags())
+    gone = {r.closure for r in existing if r.name in remove} - {
+        r.closure for r in existing if r.name not in remove} - {record.closure}
+    script = f"{pin_script(record)} && {prune_script(remove)} && {unstage_script(sorted(gone))}"
+    return record, remove, script
+
+
 def _mark(run: Run, state: Any, host: Any) -> bool:
-    """Gate 5. An armed host is confirmed over a *new* SSH connection: the
-    confirmation is the pin script, which the host runs itself before it disarms,
-    so a pin exists exactly when the host stays on the new system. A host in
-    ``boot`` mode (never armed) and a rollback without a job are pinned directly."""
+    """Gate 5. An armed host was confirmed at the end of gate 4 and pins itself: read
+    its outcome (a pin exists exactly when the host stays on the new system). A
+    host in ``boot`` mode (never armed) is pinned here directly."""
     started = time.monotonic()
     rep = run.host_report(host)
     if not run.mode.activates:
         release_lock(run, host)
         return True
-    existing = run.records.get(host.name, [])
-    record, remove = plan_pin(existing, _known_good_record(run, host), run.keep_pins,
-                              run.live_tags())
-    gone = {r.closure for r in existing if r.name in remove} - {
-        r.closure for r in existing if r.name not in remove} - {record.closure}
-    script = f"{pin_script(record)} && {prune_script(remove)} && {unstage_script(sorted(gone))}"
     job = run.activations.get(host.name)
-    armed = job is not None and "job" in rep.gates["switch-test"].evidence
-    evidence: dict[str, Any] = {"record": record.name, "gcroot": f"{GCROOT_DIR}/{record.name}",
-                                "pruned": remove}
-    if armed:
-        assert job is not None
-        confirmed_at = time.monotonic()
-        _reattach(host).write_file(f"{job_dir(job)}/confirm", script.encode(), 0o600)
+    if host.name in run.pins and job is not None:
+        record, remove = run.pins[host.name]
         outcome = _job_outcome(run, host, job, run.activation_timeout)
+        evidence: dict[str, Any] = {"record": record.name,
+                                    "gcroot": f"{GCROOT_DIR}/{record.name}", "pruned": remove}
         evidence.update(outcome.evidence())
-        evidence["confirm_seconds"] = round(time.monotonic() - confirmed_at, 3)
         if outcome.result != "confirmed":
             return _ended_activation(run, host, started, outcome, "known-good")
     else:
+        record, remove, script = _pin_plan(run, host)
+        evidence = {"record": record.name, "gcroot": f"{GCROOT_DIR}/{record.name}",
+                    "pruned": remove}
         res = remote(host, script)
         if not res.ok:
             return _fail(run, host, "known-good", f"cannot pin: exit {res.rc}: {res.tail()}",

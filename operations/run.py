@@ -84,7 +84,9 @@ class Run(BaseStateCallback):
         self.locked_hosts: dict[str, Any] = {}
         self.records: dict[str, list[KnownGoodRecord]] = {}  # read at preflight
         self.activations: dict[str, str] = {}  # host -> its gate 4 job on the host
-        self.confirm_timeout = DEFAULT_CONFIRM_TIMEOUT
+        # host -> the pin its confirmation asked for, and the pins it retires
+        self.pins: dict[str, tuple[KnownGoodRecord, list[str]]] = {}
+        self.confirm_timeout = options.confirm_timeout or DEFAULT_CONFIRM_TIMEOUT
         self.activation_timeout = 600.0
         self._live_tags: frozenset[str] | None = None
         self._tags_read = False

@@ -39,6 +39,7 @@ from nixify.lab.secrets import (
 )
 from nixify.lab.state import FIRST_OCTET, LabHostState, LabState
 from nixify.nix import nix_environ
+from nixify.pipeline.activation import INTENT
 from nixify.secrets.install import sops_binary_path
 from nixify.transport import CommandFailed, LocalTransport, SshTransport, copy_closure
 
@@ -363,6 +364,18 @@ def namespace_script(host: LabHostState, boot: bool = False) -> str:
     ]
     if boot:
         lines += [
+            # a boot-time guard, as a system's own early boot unit would be: power
+            # was lost during an activation that was never confirmed (its intent is
+            # still on disk), so the known-good system it recorded boots instead
+            f"if [ -f {INTENT} ]; then",
+            f"  back=$(sed -n 's/.*\"back\": \"\\([^\"]*\\)\".*/\\1/p' {INTENT})",
+            '  if [ -n "$back" ] && [ -x "$back/bin/switch-to-configuration" ]; then',
+            '    nix-env -p /nix/var/nix/profiles/system --set "$back" >/dev/null 2>&1',
+            '    "$back/bin/switch-to-configuration" boot >/dev/null 2>&1',
+            f'    echo "unconfirmed activation at power loss: boots $back" > {BOOT_LOG}.guard',
+            "  fi",
+            f"  rm -f {INTENT}",
+            "fi",
             # as at boot: the boot entry's system (else the profile's) is activated
             "sys=$(readlink -f /nix/var/nixify-lab/boot/default 2>/dev/null || "
             "readlink -f /nix/var/nix/profiles/system 2>/dev/null || true)",

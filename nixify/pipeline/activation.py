@@ -64,7 +64,6 @@ def activation_script(
     jd = job_dir(job)
     intent = json.dumps({"target": new, "back": back, "mode": mode.value, "run": run_token,
                          "job": job})
-    ticks = max(1, int(confirm_timeout * 20))
     return f"""set -u
 new={q(new)}
 back={q(back or "")}
@@ -116,9 +115,9 @@ fi
 [ "$mode" = boot ] && finish activated 0
 # the dead-man switch: armed until a confirmation arrives over a new connection
 state awaiting-confirmation
-i=0
-while [ "$i" -lt {ticks} ] && [ ! -e "$jd/confirm" ] && [ ! -e "$jd/reject" ]; do
-  sleep 0.05; i=$((i+1))
+end=$(( $(date +%s) + {int(confirm_timeout + 0.999)} ))
+while [ "$(date +%s)" -lt "$end" ] && [ ! -e "$jd/confirm" ] && [ ! -e "$jd/reject" ]; do
+  sleep 0.05
 done
 if [ -e "$jd/reject" ]; then step rejected 1; go_back rejected; fi
 if [ ! -e "$jd/confirm" ]; then step confirm_timeout {int(confirm_timeout)}; go_back reverted; fi

@@ -77,6 +77,9 @@ KEYS: dict[str, tuple[str, tuple[RunKind, ...]]] = {
     "secrets_dir": ("directory of the sops-encrypted secrets", (RunKind.DEPLOY,)),
     "sops_binary": ("path of sops on the hosts", (RunKind.DEPLOY,)),
     "status_out": ("file the status probe writes", (RunKind.STATUS,)),
+    "confirm_timeout": ("seconds an activated host waits for its confirmation before it "
+                        "returns to known-good by itself (default 30)",
+                        (RunKind.DEPLOY, RunKind.ROLLBACK)),
     "plan": ("a saved plan (nixify plan --out): gate 4 refuses a host whose new closure "
              "is not the planned one", (RunKind.DEPLOY,)),
 }
@@ -101,6 +104,7 @@ class RunOptions(BaseModel):
     secrets_dir: Path | None = None
     sops_binary: str | None = None
     status_out: Path | None = None
+    confirm_timeout: float | None = None
     plan: Path | None = None
 
     @classmethod
@@ -139,6 +143,14 @@ def _value(key: str, raw: str, where: str) -> Any:
         return frozenset(x.strip() for x in text.split(",") if x.strip())
     if key in ("accept_drift", "cache", "release"):
         return parse_flag(text, f"--data {key}")
+    if key == "confirm_timeout":
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = 0.0
+        if not 1 <= seconds <= 3600:
+            raise ConfigError(f"{where}: must be a number of seconds from 1 to 3600")
+        return seconds
     if key == "keep_pins":
         if not text.isdigit() or int(text) < 1:
             raise ConfigError(
