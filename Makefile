@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := nix-bin openssh-server age ripgrep git util-linux
+APT_PACKAGES := nix-bin openssh-server age ripgrep git util-linux chromium chromium-driver
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint lab-up lab-down clean
