@@ -89,6 +89,8 @@ def _fail(
             started=_iso_ago(started),
         ),
     )
+    run.progress.gate_done(host.name, gate,
+                           "skipped" if status is HostStatus.SKIPPED else "failed")
     if rep.status is not HostStatus.ROLLED_BACK:
         rep.fail(status, f"gate {gate}: {reason}")
     run.say(host.name, f"gate {gate}: {status.value.upper()}: {reason}")
@@ -112,6 +114,7 @@ def _pass(
     evidence: dict[str, Any] | None = None,
 ) -> bool:
     seconds = round(time.monotonic() - started, 3)
+    run.progress.gate_done(host.name, gate, "passed")
     run.host_report(host).gate(
         gate,
         GateResult(
@@ -135,9 +138,15 @@ def _guarded(run: Run, gate: str, body: Gate) -> Callable[[Any, Any], bool]:
     def wrapped(state: Any, host: Any) -> bool:
         if not run.active(host):
             return True
+        run.start_progress(state)
+        run.progress.gate_started(host.name, gate)
         started = time.monotonic()
         try:
             body(run, state, host)
+            if run.active(host) and gate not in run.host_report(host).gates:
+                # a gate with nothing to do for this host (dry mode, no secrets, ...)
+                run.progress.gate_done(host.name, gate,
+                                       "passed" if gate == "preflight" else "skipped")
         except HostUnreachable as exc:
             _fail(run, host, gate, f"unreachable at gate {gate}: {exc}", started,
                   HostStatus.UNREACHABLE)

@@ -89,7 +89,7 @@ def end_run(run: Run, state: Any) -> None:
         path = run.report.write(run.reports_dir)
     except OSError as exc:
         say("run", f"cannot write the report to {run.reports_dir}: {exc}")
-    print("\n" + run.report.summary_table(), file=sys.stderr)
+    run.progress.finish(run.report)
     if path is not None:
         print(f"report: {path}", file=sys.stderr, flush=True)
     publish_releases(run, path, state)

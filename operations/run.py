@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pyinfra.api.state import BaseStateCallback
+from rich.console import Console
 
 from nixify.diff.drift import DriftPolicy
 from nixify.errors import NixifyError
@@ -33,7 +34,8 @@ from nixify.pipeline.lock import LockHolder, machine_id, process_start
 from nixify.pipeline.options import Mode, RunOptions
 from nixify.pipeline.pins import KnownGoodRecord
 from nixify.pipeline.plan import FleetPlan, load_plan
-from nixify.pipeline.report import HostReport, HostStatus, RunReport, utc_now
+from nixify.pipeline.report import GATES, HostReport, HostStatus, RunReport, utc_now
+from nixify.progress import Progress
 from nixify.release.git import list_tags
 
 Say = Callable[[str, str], None]
@@ -94,6 +96,11 @@ class Run(BaseStateCallback):
         self.ended = False
         self._end_lock = threading.Lock()
         self._unreachable: dict[str, str] = {}
+        # per-gate progress on a terminal, plain lines elsewhere (stderr, as the gates')
+        self.progress = Progress(
+            Console(stderr=True, width=None if sys.stderr.isatty() else 100)
+        )
+        self._progress_started = False
         self._connected: set[str] = set()
 
     def __repr__(self) -> str:
@@ -115,6 +122,16 @@ class Run(BaseStateCallback):
 
     def say(self, host: str, message: str) -> None:
         say(host, message)
+
+    def start_progress(self, state: Any) -> None:
+        """Once, at the first gate: every selected host, by role."""
+        with self._end_lock:
+            if self._progress_started:
+                return
+            self._progress_started = True
+        hosts = {h.name: str(h.data.get("role") or "") for h in state.inventory
+                 if state.is_host_in_limit(h)}
+        self.progress.start(hosts, list(GATES))
 
     def live_tags(self) -> frozenset[str] | None:
         """The release tags the repository holds (None when git cannot say)."""
