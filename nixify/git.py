@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nixify.errors import NixifyError
 
@@ -44,6 +45,29 @@ def run_git(
             proc.stderr.decode(errors="replace"),
         )
     return proc
+
+
+def run_git_bytes(
+    repo: Path,
+    args: Sequence[str],
+    *,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    pre_args: Sequence[str] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    """``run_git`` for binary output (blobs, ``-z`` listings): stdout/stderr as bytes."""
+    return subprocess.run(
+        ["git", *pre_args, "-C", str(repo), *args],
+        input=stdin,
+        capture_output=True,
+        env=None if env is None else dict(env),
+    )
+
+
+def popen_git(repo: Path, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``git -C repo args`` started, not waited for: for streams such as
+    ``git cat-file --batch`` (``kwargs`` go to ``Popen``: stdin, stdout, stderr)."""
+    return subprocess.Popen(["git", "-C", str(repo), *args], **kwargs)
 
 
 def git(

@@ -18,11 +18,11 @@ stays recorded as the ``fixup!`` commit (to fold by hand).
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from nixify.errors import ConfigError
+from nixify.git import run_git
 from nixify.gitgate.git import GitError, config_get, current_branch, git, git_ok, toplevel
 from nixify.gitgate.policy import run_gate
 from nixify.gitgate.verify import name_check, protected_names
@@ -39,10 +39,7 @@ class Fixup:
 
 def _published_on(repo: Path, sha: str, branch: str) -> str | None:
     """The first ref where ``sha`` is already published (not to be rewritten), or None."""
-    upstream = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--symbolic-full-name", "@{upstream}"],
-        capture_output=True, text=True,
-    )
+    upstream = run_git(repo, ("rev-parse", "--symbolic-full-name", "@{upstream}"))
     upstream_ref = upstream.stdout.strip() if upstream.returncode == 0 else ""
     containing = git(repo, "for-each-ref", "--contains", sha, "--format=%(refname)",
                      "refs/heads", "refs/remotes").splitlines()
@@ -96,22 +93,16 @@ def fixup(repo: Path, target: str) -> Fixup:
         raise ConfigError(f"{repo}: nothing staged; stage the fix first (git add ...)")
     subject = git(repo, "log", "-1", "--format=%s", sha)
     old_head = git(repo, "rev-parse", "HEAD")
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "commit", "-q", f"--fixup={sha}"],
-        capture_output=True, text=True,
-    )
+    proc = run_git(repo, ("commit", "-q", f"--fixup={sha}"))
     if proc.returncode != 0:
         raise ConfigError(f"{repo}: recording the fix failed:\n{proc.stderr.strip()}")
     fix_sha = git(repo, "rev-parse", "--short", "HEAD")
     parents = git(repo, "rev-list", "--parents", "-n1", sha).split()[1:]
     onto = [parents[0]] if parents else ["--root"]
     env = dict(os.environ, GIT_SEQUENCE_EDITOR="true", GIT_EDITOR="true")
-    rebase = subprocess.run(
-        ["git", "-C", str(repo), "rebase", "-q", "-i", "--autosquash", "--autostash", *onto],
-        capture_output=True, text=True, env=env,
-    )
+    rebase = run_git(repo, ("rebase", "-q", "-i", "--autosquash", "--autostash", *onto), env=env)
     if rebase.returncode != 0:
-        subprocess.run(["git", "-C", str(repo), "rebase", "--abort"], capture_output=True)
+        run_git(repo, ("rebase", "--abort"))
         raise ConfigError(
             f"{repo}: the fix is recorded as {fix_sha} 'fixup! {subject}', but folding it "
             f"into {sha[:10]} conflicts with later commits; rebase was aborted. Fold it by "

@@ -1,15 +1,15 @@
-"""A small typed wrapper around the git CLI, with errors that name the repo."""
+"""The gate's git helpers: thin users of ``nixify.git`` raising the gate's ``GitError``."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from nixify.errors import NixifyError
+from nixify import git as _git
+from nixify.git import run_git
 
 
-class GitError(NixifyError):
+class GitError(_git.GitError):
     """A git command failed."""
 
     exit_code = 1
@@ -22,34 +22,20 @@ def git(
     stdin: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=None if env is None else dict(env),
-    )
-    if check and proc.returncode != 0:
-        detail = proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}"
-        raise GitError(f"{repo}: git {' '.join(args[:2])}: {detail}")
-    return proc.stdout.strip() if check else proc.stdout
+    return _git.git(repo, *args, check=check, stdin=stdin, env=env, error=GitError)
 
 
 def git_ok(repo: Path, *args: str) -> bool:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True).returncode == 0
+    return _git.git_ok(repo, *args)
 
 
 def config_get(repo: Path, key: str) -> str | None:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "config", "--get", key], capture_output=True, text=True
-    )
+    proc = run_git(repo, ("config", "--get", key))
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def config_all(repo: Path, key: str) -> list[str]:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "config", "--get-all", key], capture_output=True, text=True
-    )
+    proc = run_git(repo, ("config", "--get-all", key))
     return [v for v in proc.stdout.splitlines() if v.strip()] if proc.returncode == 0 else []
 
 
@@ -58,9 +44,5 @@ def toplevel(path: Path) -> Path:
 
 
 def current_branch(repo: Path) -> str | None:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "symbolic-ref", "--short", "-q", "HEAD"],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_git(repo, ("symbolic-ref", "--short", "-q", "HEAD"))
     return proc.stdout.strip() if proc.returncode == 0 else None

@@ -34,7 +34,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from nixify.gitgate.git import config_all, config_get, git_ok, toplevel
+from nixify.git import run_git_bytes
+from nixify.gitgate.git import GitError, config_all, config_get, git_ok, toplevel
 from nixify.gitgate.verify import protected_names, protected_problems
 from nixify.leak.allowlist import ALLOWLIST_NAME, load_allowlist
 from nixify.leak.history import scan_history
@@ -157,13 +158,18 @@ def protected_gate(repo: Path, updates: list[RefUpdate], remote: str) -> bool:
     return ok
 
 
+def _archive(repo: Path, sha: str) -> subprocess.CompletedProcess[bytes]:
+    """``git archive`` of ``sha`` (a tar in stdout); GitError when git cannot make it."""
+    proc = run_git_bytes(repo, ("archive", "--format=tar", sha))
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip()
+        raise GitError(f"{repo}: git archive {sha[:10]}: {detail}")
+    return proc
+
+
 def _run_local(repo: Path, sha: str, checks: list[str]) -> bool:
     with tempfile.TemporaryDirectory(prefix="nixify-gate-") as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(repo), "archive", "--format=tar", sha],
-            capture_output=True,
-            check=True,
-        )
+        archive = _archive(repo, sha)
         tar_path = Path(tmp) / "tree.tar"
         tar_path.write_bytes(archive.stdout)
         tree = Path(tmp) / "tree"
@@ -195,9 +201,7 @@ def _run_remote(repo: Path, builder: Builder, sha: str, checks: list[str]) -> bo
             ],
         ]
     )
-    archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", "--format=tar", sha], capture_output=True, check=True
-    )
+    archive = _archive(repo, sha)
     try:
         res = builder.transport().run(script, stdin=archive.stdout)
     except HostUnreachable as exc:

@@ -26,7 +26,6 @@ upstream) and exits 1 naming each offending commit. ``pre_receive`` reads git's
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nixify.errors import ConfigError
+from nixify.git import run_git, run_git_bytes
 from nixify.gitgate.git import GitError, config_get, git, git_ok
 from nixify.gitgate.policy import run_gate
 from nixify.leak.allowlist import load_allowlist
@@ -143,11 +143,11 @@ def introduced_blobs(repo: Path, commits: list[Commit]) -> list[tuple[Commit, st
     if not commits:
         return []
     by_sha = {c.sha: c for c in commits}
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "diff-tree", "--stdin", "-r", "-z", "--raw", "--no-renames",
-         "--root", "--no-abbrev", "-m", "--first-parent"],
-        input="".join(c.sha + "\n" for c in commits).encode(),
-        capture_output=True,
+    proc = run_git_bytes(
+        repo,
+        ("diff-tree", "--stdin", "-r", "-z", "--raw", "--no-renames", "--root", "--no-abbrev",
+         "-m", "--first-parent"),
+        stdin="".join(c.sha + "\n" for c in commits).encode(),
     )
     if proc.returncode != 0:
         raise GitError(f"{repo}: git diff-tree: {proc.stderr.decode(errors='replace').strip()}")
@@ -181,10 +181,8 @@ def introduced_blobs(repo: Path, commits: list[Commit]) -> list[tuple[Commit, st
 def read_blobs(repo: Path, shas: list[str]) -> dict[str, bytes]:
     if not shas:
         return {}
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "cat-file", "--batch"],
-        input="".join(s + "\n" for s in shas).encode(),
-        capture_output=True,
+    proc = run_git_bytes(
+        repo, ("cat-file", "--batch"), stdin="".join(s + "\n" for s in shas).encode()
     )
     if proc.returncode != 0:
         raise GitError(f"{repo}: git cat-file: {proc.stderr.decode(errors='replace').strip()}")
@@ -205,10 +203,7 @@ def allowlist_at(repo: Path, rev: str | None) -> object | None:
     """The ``.leak-allowlist`` as committed at ``rev`` (None: there is none)."""
     if rev is None:
         return None
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "cat-file", "blob", f"{rev}:{ALLOWLIST_NAME}"],
-        capture_output=True,
-    )
+    proc = run_git_bytes(repo, ("cat-file", "blob", f"{rev}:{ALLOWLIST_NAME}"))
     if proc.returncode != 0:
         return None
     return _load_allowlist_bytes(proc.stdout, repo)
@@ -385,9 +380,7 @@ def upstream_range(repo: Path) -> tuple[str, str]:
         raise ConfigError(
             f"{repo}: HEAD is detached, so there is no upstream to compare with; name the "
             "range and the branch: nixify gate verify OLD..NEW --branch NAME")
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--abbrev-ref", "--symbolic-full-name",
-         "@{upstream}"], capture_output=True, text=True)
+    proc = run_git(repo, ("rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}"))
     if proc.returncode != 0:
         raise ConfigError(
             f"{repo}: branch {branch!r} has no upstream, so the default range (what it adds "
@@ -489,10 +482,9 @@ def pre_receive(repo: Path, text: str) -> int:
 
 def staged(repo: Path) -> int:
     """The leak scan of the staged blobs (``nixify gate staged``): 0 clean, 1 refused."""
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "diff", "--cached", "--raw", "-z", "--no-abbrev",
-         "--no-renames", "--diff-filter=d"],
-        capture_output=True,
+    proc = run_git_bytes(
+        repo,
+        ("diff", "--cached", "--raw", "-z", "--no-abbrev", "--no-renames", "--diff-filter=d"),
     )
     if proc.returncode != 0:
         raise GitError(f"{repo}: git diff --cached: {proc.stderr.decode(errors='replace')}")
@@ -506,8 +498,7 @@ def staged(repo: Path) -> int:
         if fields[1] not in ("160000", "120000"):
             seen.add(fields[3])
             items.append((fields[3], path))
-    allow = subprocess.run(
-        ["git", "-C", str(repo), "cat-file", "blob", f":{ALLOWLIST_NAME}"], capture_output=True)
+    allow = run_git_bytes(repo, ("cat-file", "blob", f":{ALLOWLIST_NAME}"))
     allowlist = _load_allowlist_bytes(allow.stdout, repo) if allow.returncode == 0 else None
     found = scan_blobs(repo, items, allowlist)
     findings = [f for blob, _ in items for f in found.get(blob, [])]

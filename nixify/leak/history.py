@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import IO
 
 from nixify.errors import ConfigError
+from nixify.git import git_ok, popen_git, run_git_bytes
 from nixify.leak.scanner import Finding, scan_stream
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    proc = subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True)
+    proc = run_git_bytes(repo, args, stdin=stdin)
     if proc.returncode != 0:
         raise ConfigError(f"{repo}: git {args[0]} failed: {proc.stderr.decode().strip()}")
     return proc.stdout
@@ -65,8 +66,9 @@ def _scan_blobs(repo: Path, blobs: dict[str, str]) -> Iterator[tuple[str, list[F
     with tempfile.TemporaryFile() as ids:
         ids.write("".join(s + "\n" for s in blobs).encode())
         ids.seek(0)
-        proc = subprocess.Popen(
-            ["git", "-C", str(repo), "cat-file", "--batch"],
+        proc = popen_git(
+            repo,
+            ("cat-file", "--batch"),
             stdin=ids,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -126,10 +128,7 @@ def staged_blobs(repo: Path) -> dict[str, str]:
     """
     index = _git(repo, "ls-files", "-s", "-z")
     head: dict[str, str] = {}
-    has_head = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--verify", "-q", "HEAD^{tree}"],
-        capture_output=True,
-    ).returncode == 0
+    has_head = git_ok(repo, "rev-parse", "--verify", "-q", "HEAD^{tree}")
     if has_head:
         tree = _git(repo, "ls-tree", "-r", "-z", "--full-tree", "HEAD")
         for entry in tree.split(b"\0"):

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from nixify.errors import ConfigError
+from nixify.git import git_ok, run_git, run_git_bytes
 from nixify.leak.patterns import SECRET_KINDS, candidates
 from nixify.leak.sopsrule import allowed_by_structure
 
@@ -245,11 +245,7 @@ def scan_files(paths: Sequence[str], jobs: int | None = None) -> list[Finding]:
 def git_toplevel(path: Path) -> Path | None:
     """The work tree containing ``path``, or None outside git."""
     where = path if path.is_dir() else path.parent
-    proc = subprocess.run(
-        ["git", "-C", str(where), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_git(where, ("rev-parse", "--show-toplevel"))
     if proc.returncode != 0:
         return None
     return Path(proc.stdout.strip())
@@ -266,14 +262,11 @@ def tree_files(path: Path) -> list[str]:
         raise ConfigError(f"{path}: no such file or directory")
     if path.is_file():
         return [str(path)]
-    ignored = subprocess.run(
-        ["git", "-C", str(path), "check-ignore", "-q", "."], capture_output=True
-    ).returncode == 0
+    ignored = git_ok(path, "check-ignore", "-q", ".")
     if not ignored and git_toplevel(path) is not None:
-        proc = subprocess.run(
-            ["git", "-C", str(path), "ls-files", "-z", "--cached", "--others",
-             "--exclude-standard", "--deduplicate"],
-            capture_output=True,
+        proc = run_git_bytes(
+            path,
+            ("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--deduplicate"),
         )
         if proc.returncode != 0:
             raise ConfigError(f"{path}: git ls-files failed: {proc.stderr.decode().strip()}")

@@ -36,6 +36,7 @@ from typing import Any
 
 from nixify import paths
 from nixify.errors import ConfigError, NixifyError
+from nixify.git import git_ok
 from nixify.release.git import list_tags
 from nixify.release.ledger import build_ledger
 from nixify.release.names import parse_release_tag
@@ -74,8 +75,7 @@ def _limits(args: argparse.Namespace) -> list[str]:
 
 
 def _is_git(root: Path) -> bool:
-    return subprocess.run(["git", "-C", str(root), "rev-parse", "--git-dir"],
-                          capture_output=True).returncode == 0
+    return git_ok(root, "rev-parse", "--git-dir")
 
 
 # -- status ------------------------------------------------------------------------------

@@ -7,22 +7,20 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from nixify.errors import NixifyError
+from nixify.git import GitError, run_git
 from nixify.release.names import ReleaseTagName, parse_release_tag, release_branch
 
 ZERO = "0" * 40
 
 
-class ReleaseError(NixifyError):
+class ReleaseError(GitError):
     """A release ref could not be created or moved (and was left as it was)."""
 
     exit_code = 1
 
 
 def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True
-    )
+    proc = run_git(repo, args)
     if check and proc.returncode != 0:
         detail = proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}"
         raise ReleaseError(f"{repo}: git {' '.join(args)}: {detail}")
@@ -65,11 +63,11 @@ def create_tag(repo: Path, name: str, commit: str, message: str) -> str:
 
 def make_tag(repo: Path, name: str, commit: str, message: str, identity: list[str]) -> None:
     """``create_tag`` in one git call, with the identity arguments given."""
-    args = identity
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args, "tag", "-a", "-F", "-", "--cleanup=verbatim",
-         name, commit],
-        input=message, capture_output=True, text=True,
+    proc = run_git(
+        repo,
+        ("tag", "-a", "-F", "-", "--cleanup=verbatim", name, commit),
+        stdin=message,
+        pre_args=identity,
     )
     if proc.returncode != 0:
         if "already exists" in proc.stderr:
