@@ -59,9 +59,14 @@ def sh(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return proc  # type: ignore[no-any-return]
 
 
+class RunFailed(Exception):
+    """A timed command exited non-zero; the message carries what it said last."""
+
+
 def timed(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
-          ) -> tuple[float, int]:
-    """Run ``cmd``; its wall and its peak RSS in KiB (wait4 of that one child)."""
+          ) -> tuple[float, int, float]:
+    """Run ``cmd``; its wall, its peak RSS in KiB and the CPU (user + system) of it and
+    the children it waited for (ssh, nix, ...), all from wait4 of that one child."""
     with tempfile.TemporaryFile() as out:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -70,9 +75,13 @@ def timed(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = 
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             out.seek(0)
-            tail = out.read().decode(errors="replace")[-4000:]
-            raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}): {tail}")
-    return wall, usage.ru_maxrss
+            text = out.read().decode(errors="replace")
+            # pyinfra's summary names the failed hosts and why: keep those lines first
+            key = [ln for ln in text.splitlines()
+                   if "hosts passed" in ln or " failed: " in ln or "skipped: " in ln]
+            raise RunFailed(f"{cmd[:4]} failed ({proc.returncode}): "
+                            + "\n".join(key[:12]) + "\n..." + text[-3000:])
+    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 PROJECT_FILES = ("deploy.py", "rollback.py", "inventories", "fleet")
@@ -108,8 +117,8 @@ def bump(proj: Path, version: str) -> None:
     pkgs.write_text(text[:start] + version + text[end:])
 
 
-def nixify_deploy(state: LabState, proj: Path) -> tuple[float, int]:
-    """Wall and the operator's (pyinfra's) peak RSS in KiB."""
+def nixify_deploy(state: LabState, proj: Path) -> tuple[float, int, float]:
+    """Wall, the operator's (pyinfra's) peak RSS in KiB, and its CPU."""
     env = dict(os.environ, NIXIFY_LAB_DIR=state.dir, NIXIFY_LAB_NET=state.net)
     if (proj / "nixify").is_dir():  # --rev: that commit's code, ahead of the editable install
         env["PYTHONPATH"] = str(proj)
@@ -178,9 +187,10 @@ def verify(state: LabState, version: str, tool: str) -> None:
         raise SystemExit(f"{tool}: {len(wrong)} host(s) do not run {want}: {', '.join(wrong)}")
 
 
-def baseline_deploy(state: LabState, proj: Path) -> float:
+def baseline_deploy(state: LabState, proj: Path) -> tuple[float, float]:
     script = baseline_script(state, proj)
-    return timed(["bash", "-c", script])[0]
+    wall, _, cpu = timed(["bash", "-c", script])
+    return wall, cpu
 
 
 # ---------------------------------------------------------------- the Ansible baseline
@@ -311,7 +321,7 @@ def ansible_project(state: LabState, proj: Path, work: Path) -> Path:
     return work
 
 
-def ansible_deploy(playbook: Path, work: Path, proj: Path) -> float:
+def ansible_deploy(playbook: Path, work: Path, proj: Path) -> tuple[float, float]:
     # the sources as one tar (what `tar -c | ssh tar -x` does in the shell baseline),
     # made inside the wall as the shell script's tar is; -h: the fleet's symlinks
     # (fleet/secrets/*.py) are shipped as the files they point to
@@ -323,11 +333,11 @@ def ansible_deploy(playbook: Path, work: Path, proj: Path) -> float:
     )
     started = time.monotonic()
     sh(["tar", "-C", str(proj / "fleet"), "-chf", str(work / "fleet.tar"), "."])
-    timed(
+    _, _, cpu = timed(
         [str(playbook), "deploy.yml", "-e", "@vars.yml", "-e", f"run_id={uuid.uuid4().hex[:12]}"],
         cwd=work, env=env,
     )  # fmt: skip
-    return time.monotonic() - started
+    return time.monotonic() - started, cpu
 
 
 # ---------------------------------------------------------------- main
@@ -379,17 +389,23 @@ def main() -> int:
             ansible_t: list[float] = []
             ours: list[float] = []
             rss: list[int] = []
+            cpu: dict[str, list[float]] = {"nixify": [], "shell": [], "ansible": []}
             loads = [loadavg()]
             for trial in range(opts.trials):
                 bump(proj, v := f"1.9.{trial * 3 + 1}")
-                shell_t.append(baseline_deploy(state, proj))
+                wall, used = baseline_deploy(state, proj)
+                shell_t.append(wall)
+                cpu["shell"].append(used)
                 verify(state, v, "plain-shell")
                 if playbook and work:
                     bump(proj, v := f"1.9.{trial * 3 + 2}")
-                    ansible_t.append(ansible_deploy(playbook, work, proj))
+                    wall, used = ansible_deploy(playbook, work, proj)
+                    ansible_t.append(wall)
+                    cpu["ansible"].append(used)
                     verify(state, v, "ansible-playbook")
                 bump(proj, v := f"1.9.{trial * 3 + 3}")
-                wall, peak = nixify_deploy(state, proj)
+                wall, peak, used = nixify_deploy(state, proj)
+                cpu["nixify"].append(used)
                 verify(state, v, "nixify")
                 ours.append(wall)
                 rss.append(peak)
@@ -397,22 +413,22 @@ def main() -> int:
             best = min(ours)
             vs_shell = best / min(shell_t)
             rows = [
-                ["nixify deploy.py", f"{best:.2f}", _trials(ours), "-", "-",
-                 f"{max(rss) / 1024:.0f} MiB"],
-                ["plain-shell", f"{min(shell_t):.2f}", _trials(shell_t),
+                ["nixify deploy.py", f"{best:.2f}", _trials(ours), _trials(cpu["nixify"]), "-",
+                 "-", f"{max(rss) / 1024:.0f} MiB"],
+                ["plain-shell", f"{min(shell_t):.2f}", _trials(shell_t), _trials(cpu["shell"]),
                  f"nixify / shell = {vs_shell:.2f}x",
                  f"<= 1.15x: {'met' if vs_shell <= 1.15 else 'NOT met'}", "-"],
             ]
             if ansible_t:
                 vs_ansible = min(ansible_t) / best
                 rows.append(["ansible-playbook", f"{min(ansible_t):.2f}", _trials(ansible_t),
-                             f"ansible / nixify = {vs_ansible:.2f}x",
+                             _trials(cpu["ansible"]), f"ansible / nixify = {vs_ansible:.2f}x",
                              f">= 8x: {'met' if vs_ansible >= 8 else 'NOT met'}", "-"])
             print(f"\ndeploy: {opts.hosts} hosts, one-package change (node-exporter), "
                   f"best of {opts.trials} trials; load (1/5/15 min) before and after each "
                   f"trial: {' | '.join(loads)}")
-            print(table(["tool", "wall s", "trials s", "ratio", "target", "operator peak RSS"],
-                        rows))
+            print(table(["tool", "wall s", "trials s", "operator cpu s", "ratio", "target",
+                         "operator peak RSS"], rows))
             control.down(labdir)
             sizes = [int(s) for s in opts.scale.split(",") if s.strip()]
             scale_rows = []
@@ -420,18 +436,26 @@ def main() -> int:
                 try:
                     state = control.up(fleet, size, labdir, opts.net, opts.port, REPO / "fleet")
                 except NixifyError as exc:
-                    scale_rows.append([str(size), "-", "-", "-", f"not run: {exc}"])
+                    scale_rows.append([str(size), "-", "-", "-", "-", f"not run: {exc}"])
                     continue
-                nixify_deploy(state, proj)
-                bump(proj, f"2.{size}.0")
-                wall, peak = nixify_deploy(state, proj)
-                scale_rows.append([str(size), f"{wall:.2f}", f"{wall / size:.3f}",
+                try:
+                    nixify_deploy(state, proj)
+                    bump(proj, f"2.{size}.0")
+                    wall, peak, used = nixify_deploy(state, proj)
+                except RunFailed as exc:
+                    print(exc, file=sys.stderr)
+                    first = str(exc).splitlines()[1:2] or ["?"]
+                    scale_rows.append([str(size), "-", "-", "-", "-",
+                                       f"failed: {first[0][:100]}; load {loadavg()}"])
+                    control.down(labdir)
+                    continue
+                scale_rows.append([str(size), f"{wall:.2f}", f"{wall / size:.3f}", f"{used:.1f}",
                                    f"{peak / 1024:.0f} MiB", f"load {loadavg()}"])
                 control.down(labdir)
             if scale_rows:
                 print("\nscale: nixify deploy.py, one-package change, one run per size")
-                print(table(["hosts", "wall s", "per host s", "operator peak RSS", "note"],
-                            scale_rows))
+                print(table(["hosts", "wall s", "per host s", "operator cpu s",
+                             "operator peak RSS", "note"], scale_rows))
         finally:
             control.down(labdir)
             if own_dir:
