@@ -19,13 +19,6 @@ from nixify.util import atomic_write
 
 REPORT_SCHEMA = 2
 GATES: tuple[str, ...] = ("build", "diff", "dry-activate", "switch-test", "known-good")
-GATE_TITLES = {
-    "build": "1 build",
-    "diff": "2 diff",
-    "dry-activate": "3 dry-activate",
-    "switch-test": "4 switch-test",
-    "known-good": "5 known-good",
-}
 
 
 def utc_now() -> datetime:
@@ -135,25 +128,3 @@ class RunReport(_Model):
         for target in (path, directory / "latest.json"):
             atomic_write(target, text, sync_dir=False)
         return path
-
-    def summary_table(self) -> str:
-        """The table printed at the end of a run: one row per host, one column per gate."""
-        names = sorted(self.hosts)
-        if not names:
-            return "no hosts"
-        width = max(len(n) for n in names)
-        marks = {"passed": "ok", "failed": "FAIL", "skipped": "-"}
-        header = f"{'host':<{width}}  " + "  ".join(f"{GATE_TITLES[g]:<14}" for g in GATES)
-        lines = [header + "  status", "-" * (len(header) + 8)]
-        for name in names:
-            h = self.hosts[name]
-            cells = []
-            for g in GATES:
-                gr = h.gates.get(g)
-                cells.append(f"{(marks.get(gr.result, gr.result) if gr else '.'):<14}")
-            status = h.status.value + (f": {h.reason}" if h.reason else "")
-            lines.append(f"{name:<{width}}  " + "  ".join(cells) + "  " + status)
-        done = sum(1 for h in self.hosts.values() if h.status.ok)
-        counts = ", ".join(f"{n} {s}" for s, n in self.counts().items())
-        lines.append(f"{done}/{len(names)} hosts passed every gate they ran ({counts})")
-        return "\n".join(lines)
