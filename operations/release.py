@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from nixify.release.names import parse_release_tag
 from nixify.release.plan import ROLLBACK_GATES, ReleasePlan, passed_every_gate, plan_releases
 from nixify.release.publish import ReleaseOutcome, publish
 from nixify.transport import Completed, HostUnreachable, SshTransport
+from nixify.util import atomic_write
 from operations.run import Run
 
 SSH_TIMEOUT = 30
@@ -211,9 +211,7 @@ def _add_to_report(paths: list[Path], releases: dict[str, Any]) -> None:
         except (OSError, ValueError):
             continue
         doc["releases"] = releases
-        tmp = path.with_name(f".{path.name}.release.tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(doc, indent=2) + "\n", sync_dir=False)
 
 
 def publish_releases(run: Run, report_path: Path | None, state: Any) -> list[ReleaseOutcome]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from nixify.errors import ConfigError
 from nixify.gitgate.git import git
 from nixify.gitgate.policy import GATE_SCRIPT_NAME, gate_script_text
+from nixify.util import atomic_write
 
 MARKER = "# managed-by: nixify hooks install"
 HOOKS: tuple[str, ...] = ("pre-commit", "commit-msg", "pre-push")
@@ -67,10 +68,7 @@ def hooks_dir(repo: Path) -> Path:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o755)
-    tmp.replace(path)
+    atomic_write(path, text, mode=0o755)
 
 
 def install_hooks(

@@ -22,6 +22,7 @@ from pathlib import Path
 from nixify.errors import ConfigError
 from nixify.gitgate.git import config_get, current_branch, git, git_ok
 from nixify.gitgate.policy import run_gate
+from nixify.util import atomic_write
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,6 @@ def finish_worktree(wt: Path, note: str = "", open_items: list[str] | None = Non
         base_sha = git(wt, "merge-base", "HEAD", f"refs/heads/{base}")
     text = handoff_note(wt, branch, base, base_sha, note, open_items or [])
     out = top / "handoff" / f"{_slug(branch)}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    atomic_write(out, text)
     git(top, "worktree", "remove", str(wt_top))
     return out

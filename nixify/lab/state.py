@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nixify.errors import ConfigError
+from nixify.util import atomic_write
 
 DEFAULT_DIR = Path("/var/tmp/nixify-lab")
 DEFAULT_NET = "127.0.0"
@@ -84,9 +85,7 @@ class LabState:
         raise ConfigError(f"lab {self.dir}: no host named {name!r}")
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: Path) -> LabState | None:
