@@ -27,16 +27,19 @@ down at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -185,6 +188,26 @@ def verify(state: LabState, version: str, tool: str) -> None:
         wrong = [n for n in pool.map(check, [h.name for h in state.hosts]) if n]
     if wrong:
         raise SystemExit(f"{tool}: {len(wrong)} host(s) do not run {want}: {', '.join(wrong)}")
+
+
+def gate_times(proj: Path) -> list[list[str]]:
+    """Per gate of the last nixify run (reports/latest.json): median and slowest host,
+    and the wall from the first host's start of it to the last host's end."""
+    doc = json.loads((proj / "reports" / "latest.json").read_text())
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for host in doc["hosts"].values():
+        for gate, res in host["gates"].items():
+            start = res.get("started")
+            t0 = datetime.fromisoformat(start).timestamp() if start else 0.0
+            spans.setdefault(gate, []).append((t0, float(res.get("seconds", 0.0))))
+    rows = []
+    for gate, times in spans.items():
+        secs = sorted(t for _, t in times)
+        starts = [t0 for t0, _ in times if t0]
+        wall = max(t0 + t for t0, t in times) - min(starts) if starts else 0.0
+        rows.append([gate, str(len(secs)), f"{statistics.median(secs):.2f}",
+                     f"{secs[-1]:.2f}", f"{wall:.2f}"])
+    return rows
 
 
 def baseline_deploy(state: LabState, proj: Path) -> tuple[float, float]:
@@ -429,6 +452,9 @@ def main() -> int:
                   f"trial: {' | '.join(loads)}")
             print(table(["tool", "wall s", "trials s", "operator cpu s", "ratio", "target",
                          "operator peak RSS"], rows))
+            print("\nnixify's last trial by gate (reports/latest.json):")
+            print(table(["gate", "hosts", "median s", "slowest s", "first start..last end s"],
+                        gate_times(proj)))
             control.down(labdir)
             sizes = [int(s) for s in opts.scale.split(",") if s.strip()]
             scale_rows = []
