@@ -415,7 +415,7 @@ def _await_job(
             raise HostUnreachable(host.name, f"activation job {job}",
                                   f"no outcome within {timeout:.0f}s")
         time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        delay = min(delay * 1.5, 0.2)
 
 
 def _job_outcome(run: Run, host: Any, job: str, timeout: float) -> ActivationOutcome:

@@ -109,7 +109,9 @@ if [ "$mode" = switch ] || [ "$mode" = boot ]; then
     "$back/{SWITCH}" test; rc=$?; step reactivate_running "$rc"
     [ "$rc" -eq 0 ] || go_back returned
   fi
-  "$new/{SWITCH}" "$mode"; rc=$?; step "$mode" "$rc"
+  # already activated by `test`: `boot` makes it the boot default without a second
+  # activation (what `switch` adds to `test`)
+  "$new/{SWITCH}" boot; rc=$?; step "$mode" "$rc"
   [ "$rc" -eq 0 ] || go_back returned
 fi
 [ "$mode" = boot ] && finish activated 0
