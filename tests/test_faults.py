@@ -7,7 +7,6 @@ redeploy converges every host."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import signal
@@ -81,28 +80,6 @@ def wait_for_awaiting(lab: LabState, host: str, timeout: float = 240) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{host}: never reached awaiting-confirmation in {timeout}s")
-
-
-def kill_sshd(lab: LabState, host: str) -> None:
-    """The host's sshd dies with every session it serves (its other processes live)."""
-    root = next(h for h in lab.hosts if h.name == host).pid
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    for pid in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def assert_old_or_new(lab: LabState, before: dict[str, HostState], new: dict[str, str] | None

@@ -32,18 +32,42 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _kill_sessions(state: LabState, name: str) -> int:
-    """SIGKILL every SSH session of the host: the children of its recorded sshd."""
+    """SIGKILL every SSH session of the host: the children of its sshd listener (the
+    host's namespace init starts that listener; the init itself and everything else
+    of the host live on)."""
     host = state.host(name)
     assert control.host_alive(host)
+    tree, todo = [], [host.pid]
+    while todo:
+        pid = todo.pop()
+        kids = _children(pid)
+        tree.extend(kids)
+        todo.extend(kids)
+    listeners = [p for p in tree if _comm(p) == "sshd" and _comm(_parent(p)) != "sshd"]
     killed = 0
-    for pid in _children(host.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed += 1
-        except ProcessLookupError:
-            pass
+    for listener in listeners:
+        for pid in _children(listener):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
     return killed
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
 
 
 def test_transport_on_the_lab(make_lab: Callable[[str, int, str], LabState]) -> None:
