@@ -20,7 +20,6 @@ from nixify.lab import LabState, control
 from nixify.lab.control import fleet_for_state
 from nixify.lab.secrets import HostKeyAndMounts, provision_lab_secrets
 from nixify.secrets.audit import audit, trial_matrix
-from nixify.secrets.install import sops_binary_path
 from nixify.secrets.keys import identities_from_file
 from nixify.secrets.recipients import RECORD_NAME, RecipientsRecord
 from nixify.secrets.rekey import discover
@@ -30,6 +29,9 @@ from nixify.secrets.ssh_to_age import private_key_to_age_identity
 pytestmark = pytest.mark.lab
 
 # the host's own /run, not the /tmp it shares with the machine
+# the decrypter from the host's own system closure: a host sees nothing of the operator's
+HOST_SOPS = "/run/current-system/sw/bin/sops"
+
 PROBE = (
     "cat > /run/nixify-probe.yaml; SOPS_AGE_KEY_CMD='python3 /var/lib/nixify/bin/host_identity.py "
     "/etc/ssh/ssh_host_ed25519_key' {sops} decrypt /run/nixify-probe.yaml >/dev/null 2>&1; "
@@ -77,7 +79,7 @@ def test_lab_secrets_install_and_blast_radius(
     assert len(values) == 2 * len(files)
 
     deploy = tmp_path / "secrets_deploy.py"
-    deploy.write_text(DEPLOY.format(decrypter=sops_binary_path()))
+    deploy.write_text(DEPLOY.format(decrypter=HOST_SOPS))
     # the host-key fact, read on every host, rebuilds the record the provision wrote
     record_path = secrets / RECORD_NAME
     provisioned = RecipientsRecord.load(record_path)
@@ -149,7 +151,7 @@ def test_lab_secrets_install_and_blast_radius(
     own = secrets / mounts[h.name][0]
     for f, should_open in ((own, True), (foreign, False)):
         proc = subprocess.run(
-            ["ssh", *state.ssh_args(h.name), PROBE.format(sops=sops_binary_path())],
+            ["ssh", *state.ssh_args(h.name), PROBE.format(sops=HOST_SOPS)],
             input=f.read_bytes(),
             capture_output=True,
         )
@@ -172,7 +174,7 @@ def test_lab_secrets_install_and_blast_radius(
         text=True,
         env=op_env,
     )
-    assert check.returncode == 1 and f"host {victim}: host key changed" in check.stdout
+    assert check.returncode == 1 and f"{victim}: host key changed" in check.stdout
     for step in (["rules", "--secrets-dir", str(secrets)], ["rekey", str(secrets)]):
         done = subprocess.run([*nixify, *step], capture_output=True, text=True, env=op_env)
         assert done.returncode == 0, done.stderr

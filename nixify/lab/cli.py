@@ -66,7 +66,10 @@ def host_key_changes(state: LabState, alive: dict[str, bool]) -> dict[str, str]:
 
     def current(h: Any) -> str | None:
         if alive.get(h.name):
-            return scan_host_key(h.address, h.port, timeout=2).key
+            scanned = scan_host_key(h.address, h.port, timeout=5).key
+            if scanned is not None:
+                return scanned
+        # down, or too slow to answer a key scan: the key file the host serves
         try:
             return canonical_key(Path(h.host_key_pub).read_text(), h.host_key_pub)
         except (OSError, NixifyError):
