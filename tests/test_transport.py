@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -254,3 +255,16 @@ def test_the_pyinfra_adapter_carries_exit_codes_stdin_and_connection_errors() ->
             PyinfraTransport(_PyinfraHost(exc)).run("true")
     with pytest.raises(KeyError):
         PyinfraTransport(_PyinfraHost(KeyError("a bug stays a bug"))).run("true")
+
+
+def test_a_job_script_that_arrives_incomplete_is_never_started(tmp_path: Path) -> None:
+    """The operator died while sending the script: a prefix must not run."""
+    from nixify.transport.base import start_script
+
+    jobs = tmp_path / "jobs"
+    full = f"echo first > {tmp_path}/a\necho second > {tmp_path}/b\n"
+    digest = hashlib.sha256(full.encode()).hexdigest()
+    proc = subprocess.run(["sh", "-c", start_script(str(jobs), "cut", digest)],
+                          input=full[:20].encode(), capture_output=True)
+    assert proc.returncode == 94 and b"arrived incomplete" in proc.stderr
+    assert not (tmp_path / "a").exists() and not (jobs / "cut").exists()

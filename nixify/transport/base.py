@@ -20,6 +20,7 @@ from ``run`` in ``TransportBase``, so it behaves the same whatever carries it:
 from __future__ import annotations
 
 import base64
+import hashlib
 import posixpath
 import re
 import shlex
@@ -110,16 +111,24 @@ sync -- "$d" 2>/dev/null || true
 """
 
 
-def start_script(jobs_dir: str, job: str) -> str:
+def start_script(jobs_dir: str, job: str, digest: str = "") -> str:
     """Stage the job (its script arrives on stdin), start its runner detached,
-    wait until the runner claimed it; print ``nixify-job=started|exists``."""
+    wait until the runner claimed it; print ``nixify-job=started|exists``.
+    With ``digest`` (sha256 of the script), a script that arrived incomplete (the
+    operator died while sending it) is never started."""
     base, d = shlex.quote(jobs_dir), shlex.quote(f"{jobs_dir}/{job}")
+    check = (
+        f'[ "$(sha256sum < "$tmp/script" | cut -d" " -f1)" = {shlex.quote(digest)} ] || '
+        '{ rm -rf "$tmp"; echo "the job\'s script arrived incomplete" >&2; exit 94; }'
+        if digest else ":"
+    )
     stage = shlex.quote(f"{jobs_dir}/.new.{job}.XXXXXX")
     return f"""set -u
 d={d}
 mkdir -p {base} || exit 97
 tmp=$(mktemp -d {stage}) || exit 97
 cat > "$tmp/script" || {{ rm -rf "$tmp"; exit 97; }}
+{check}
 token="$$.$(date +%s%N)"
 echo "$token" > "$tmp/token"
 same() {{
@@ -221,7 +230,8 @@ class TransportBase:
         exists with the same script does nothing (it ran or runs already); with a
         different script it is an error."""
         res = self.run(
-            start_script(self.jobs_dir, _job_name(job)),
+            start_script(self.jobs_dir, _job_name(job),
+                         hashlib.sha256(script.encode()).hexdigest()),
             stdin=script.encode(),
             timeout=timeout,
             check=True,
