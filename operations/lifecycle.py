@@ -29,25 +29,13 @@ from nixify.pipeline.report import utc_now
 from operations.build import close_masters
 from operations.lock import release_lock
 from operations.release import publish_releases
-from operations.run import Run, run_of, say
+from operations.run import Run, register_on_state, run_of, say
 
 
 def _new_run(options: RunOptions, state: Any) -> Run:
-    """A run, registered on ``state`` as a callback handler. From an inventory file,
-    pyinfra's state is not initialised yet (``init`` resets its handlers): the run
-    is registered as soon as ``init`` returns, before any connection."""
+    """A run, registered on ``state`` as a callback handler."""
     run = Run(options, repo_root(), end_run)
-    if hasattr(state, "callback_handlers"):
-        state.add_callback_handler(run)
-        return run
-    init = state.init
-
-    def init_then_register(*args: Any, **kwargs: Any) -> Any:
-        result = init(*args, **kwargs)
-        state.add_callback_handler(run)
-        return result
-
-    state.init = init_then_register
+    register_on_state(state, run)
     return run
 
 

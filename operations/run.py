@@ -46,10 +46,54 @@ def say(host: str, message: str) -> None:
     print(f"[{host}] {message}", file=sys.stderr, flush=True)
 
 
-class Run(BaseStateCallback):
+class ConnectWatch(BaseStateCallback):
+    """A run's view of pyinfra's connect phase: hosts that never answered, and the
+    moment none of the selected hosts did (pyinfra then runs no operation, so the
+    run must end from here)."""
+
+    unreachable_reason = "unreachable at connect"
+
+    def __init__(self) -> None:
+        self._connected: set[str] = set()
+        self._unreachable: dict[str, str] = {}
+
+    def host_connect(self, state: Any, host: Any) -> None:  # type: ignore[override]
+        self._connected.add(host.name)
+
+    def host_connect_error(  # type: ignore[override]
+        self, state: Any, host: Any, error: Any
+    ) -> None:
+        self._unreachable[host.name] = f"{self.unreachable_reason}: {error}"
+        selected = [h for h in state.inventory if state.is_host_in_limit(h)]
+        if not self._connected and all(h.name in self._unreachable for h in selected):
+            self.no_host_answered(state)
+
+    def no_host_answered(self, state: Any) -> None:
+        raise NotImplementedError
+
+
+def register_on_state(state: Any, handler: BaseStateCallback) -> None:
+    """Register ``handler`` on pyinfra's ``state``. From an inventory file the state
+    is not initialised yet (``init`` resets its handlers): then the handler is
+    registered as soon as ``init`` returns, before any connection."""
+    if hasattr(state, "callback_handlers"):
+        state.add_callback_handler(handler)
+        return
+    init = state.init
+
+    def init_then_register(*args: Any, **kwargs: Any) -> Any:
+        result = init(*args, **kwargs)
+        state.add_callback_handler(handler)
+        return result
+
+    state.init = init_then_register
+
+
+class Run(ConnectWatch):
     """Everything a run's gates share, created once per pyinfra process."""
 
     def __init__(self, options: RunOptions, repo: Path, on_end: EndRun) -> None:
+        super().__init__()
         self.options = options
         self.on_end = on_end
         self.kind = options.kind
@@ -144,23 +188,8 @@ class Run(BaseStateCallback):
                     self._live_tags = None
             return self._live_tags
 
-    # -- pyinfra callbacks: hosts that never answer -------------------------------------
-
-    @staticmethod
-    def host_connect(state: Any, host: Any) -> None:
-        run = run_of(state)
-        if run is not None:
-            run._connected.add(host.name)
-
-    @staticmethod
-    def host_connect_error(state: Any, host: Any, error: Any) -> None:
-        run = run_of(state)
-        if run is None:
-            return
-        run._unreachable[host.name] = f"unreachable at connect: {error}"
-        selected = [h for h in state.inventory if state.is_host_in_limit(h)]
-        if not run._connected and all(h.name in run._unreachable for h in selected):
-            run.on_end(run, state)  # no host answered: pyinfra runs no operation
+    def no_host_answered(self, state: Any) -> None:
+        self.on_end(self, state)
 
     # -- the end ----------------------------------------------------------------------
 

@@ -25,47 +25,33 @@ from typing import Any
 
 from pyinfra.api.command import FunctionCommand
 from pyinfra.api.operation import operation
-from pyinfra.api.state import BaseStateCallback
 from pyinfra.context import ctx_state
 
 from nixify.pipeline.options import RunKind, kind_of, options_from_argv
 from nixify.release.status import HostProbe, StatusProbe
 from nixify.util import atomic_write
 from operations.facts import KnownGoodRecords, PinRoots, SystemState
+from operations.run import ConnectWatch, register_on_state
 
 
-class StatusRun(BaseStateCallback):
+class StatusRun(ConnectWatch):
     """One status probe: the probes gathered so far and where they go."""
 
+    unreachable_reason = "did not answer over SSH"
+
     def __init__(self, out: Path | None) -> None:
+        super().__init__()
         self.out = out
         self.probes: dict[str, HostProbe] = {}
         self.written: StatusProbe | None = None
         self._lock = threading.Lock()
         self._ended = False
-        self._connected: set[str] = set()
-        self._unreachable: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"StatusRun(out={self.out})"
 
-    # -- pyinfra callbacks: hosts that never answer -------------------------------------
-
-    @staticmethod
-    def host_connect(state: Any, host: Any) -> None:
-        run = status_run_of(state)
-        if run is not None:
-            run._connected.add(host.name)
-
-    @staticmethod
-    def host_connect_error(state: Any, host: Any, error: Any) -> None:
-        run = status_run_of(state)
-        if run is None:
-            return
-        run._unreachable[host.name] = f"did not answer over SSH: {error}"
-        selected = [h for h in state.inventory if state.is_host_in_limit(h)]
-        if not run._connected and all(h.name in run._unreachable for h in selected):
-            run.finish(state)  # no host answered: pyinfra runs no operation
+    def no_host_answered(self, state: Any) -> None:
+        self.finish(state)
 
     # -- the probe ------------------------------------------------------------------
 
@@ -136,19 +122,7 @@ def status_run_of(state: Any) -> StatusRun | None:
 
 
 def _register(run: StatusRun, state: Any) -> StatusRun:
-    """Registered on ``state``; from an inventory file pyinfra's state is not initialised
-    yet (``init`` resets its handlers), so the run is registered when ``init`` returns."""
-    if hasattr(state, "callback_handlers"):
-        state.add_callback_handler(run)
-        return run
-    init = state.init
-
-    def init_then_register(*args: Any, **kwargs: Any) -> Any:
-        result = init(*args, **kwargs)
-        state.add_callback_handler(run)
-        return result
-
-    state.init = init_then_register
+    register_on_state(state, run)
     return run
 
 

@@ -201,9 +201,10 @@ def test_when_no_host_answers_the_connect_callback_ends_the_status_run(tmp_path:
     state = FakeState([FakeHost("nas-1"), FakeHost("nas-2")])
     run = StatusRun(out)
     state.add_callback_handler(run)
-    StatusRun.host_connect_error(state, state.inventory[0], "timed out")
+    # as pyinfra's State.trigger_callbacks calls it: the handler's method, state first
+    run.host_connect_error(state, state.inventory[0], "timed out")
     assert not out.exists()  # one host may still answer
-    StatusRun.host_connect_error(state, state.inventory[1], "refused")
+    run.host_connect_error(state, state.inventory[1], "refused")
     hosts = read_probes(out)
     assert [h.error for h in hosts] == ["did not answer over SSH: timed out",
                                        "did not answer over SSH: refused"]
